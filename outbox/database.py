@@ -1,0 +1,79 @@
+"""Engines and sessions for SQLite (embedded) and PostgreSQL (production)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+DEFAULT_SQLITE_BUSY_TIMEOUT_MS = 30_000
+"""How long a SQLite writer waits for the write lock before giving up."""
+
+
+def normalize_url(url: str) -> URL:
+    """Turn the URL forms that platforms hand out into one SQLAlchemy can use.
+
+    Procfile platforms give ``postgres://``; SQLAlchemy wants ``postgresql://`` and we
+    want the psycopg 3 driver unless another one is named explicitly.
+    """
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def is_sqlite(url: str | URL) -> bool:
+    """Whether the URL names a SQLite database."""
+    return make_url(str(url) if isinstance(url, URL) else url).get_backend_name() == "sqlite"
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for ``url`` with the settings this project depends on.
+
+    SQLite: WAL journal, a busy timeout, foreign keys on, and ``BEGIN IMMEDIATE`` for
+    every transaction, so two writers serialise instead of failing on lock upgrade (the
+    SQLite stand-in for ``SELECT … FOR UPDATE``). PostgreSQL: pre-ping pooled connections
+    so a restarted server costs one reconnect, not one failed delivery.
+    """
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed, **kwargs)
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(parsed, **kwargs)
+
+
+def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
+    memory = url.database in (None, "", ":memory:")
+    connect_args: dict[str, Any] = {"check_same_thread": False}
+    if memory:
+        # One shared connection, or every thread would see its own empty database.
+        kwargs.setdefault("poolclass", StaticPool)
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {DEFAULT_SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        if not memory:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded attributes after commit (rows are handed to callers)."""
+    return sessionmaker(engine, expire_on_commit=False)

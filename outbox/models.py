@@ -1,0 +1,202 @@
+"""The four tables: endpoints, events (the outbox), deliveries and attempts.
+
+The database is the truth: a delivery's state, its next attempt time and its lease all
+live here. A broker message only says "look at delivery X now".
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from outbox.types import JSONType, UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID = String(40)
+
+
+class Base(DeclarativeBase):
+    """Declarative base with constraint names that are the same on every database."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class DeliveryStatus:
+    """The states of a delivery. ``skipped``: created while its endpoint was disabled."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    ALL = (PENDING, SUCCEEDED, FAILED, SKIPPED)
+    FINISHED = (SUCCEEDED, FAILED, SKIPPED)
+
+
+class Trigger:
+    """Why an attempt was made."""
+
+    SCHEDULED = "scheduled"
+    REPLAY = "replay"
+
+
+class Endpoint(Base):
+    """A receiver URL in one workspace, the event types it wants and how to sign for it."""
+
+    __tablename__ = "endpoints"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(64), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    event_types: Mapped[list[str]] = mapped_column(JSONType)
+    # Signing: "v1" (HMAC-SHA256, whsec_) or "v1a" (Ed25519, whsk_). Each entry of
+    # ``secrets`` is {"secret": <encrypted>, "expires_at": ISO time or null}; all
+    # unexpired entries sign, which is how rotation keeps old receivers working.
+    scheme: Mapped[str] = mapped_column(String(8), default="v1")
+    secrets: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    headers: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    max_concurrency: Mapped[int | None] = mapped_column(Integer)
+    rate_limit: Mapped[float | None] = mapped_column(Float)
+
+    # Health, kept by the delivery actor.
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    probe_delivery_id: Mapped[str | None] = mapped_column(ID)
+    probe_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Event(Base):
+    """An outbox row: one state change, its body rendered once, exactly as it is sent."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "idempotency_key", name="uq_events_idempotency"),
+        # The poller's query: the oldest waiting events.
+        Index(
+            "ix_events_waiting",
+            "id",
+            postgresql_where=text("dispatched_at IS NULL"),
+            sqlite_where=text("dispatched_at IS NULL"),
+        ),
+        Index("ix_events_workspace_created", "workspace_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(128), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    deliveries: Mapped[list[Delivery]] = relationship(back_populates="event", lazy="raise")
+
+
+class Delivery(Base):
+    """One event to one endpoint: its state, its schedule and its lease."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "endpoint_id", name="uq_deliveries_event_endpoint"),
+        # The sweeper's and the claim's query: pending deliveries that are due.
+        Index(
+            "ix_deliveries_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index("ix_deliveries_endpoint_id_id", "endpoint_id", "id"),
+        Index("ix_deliveries_status_id", "status", "id"),
+        Index("ix_deliveries_workspace_id_id", "workspace_id", "id"),
+        Index("ix_deliveries_completed_at", "completed_at"),
+    )
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("endpoints.id", ondelete="CASCADE"))
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    event_type: Mapped[str] = mapped_column(String(128))
+
+    status: Mapped[str] = mapped_column(String(16))
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Attempts since the delivery was last opened (created or replayed): the index into
+    # the retry schedule. ``attempt_count`` keeps counting across replays.
+    cycle_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_trigger: Mapped[str] = mapped_column(String(16), default=Trigger.SCHEDULED)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_token: Mapped[str | None] = mapped_column(String(32))
+    # When the broker was last asked to look at this delivery; the sweeper re-rings
+    # only deliveries whose bell has gone unanswered for a while.
+    rung_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error_kind: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    event: Mapped[Event] = relationship(back_populates="deliveries", lazy="raise")
+    endpoint: Mapped[Endpoint] = relationship(lazy="raise")
+    attempts: Mapped[list[Attempt]] = relationship(
+        back_populates="delivery", lazy="raise", order_by="Attempt.number"
+    )
+
+
+class Attempt(Base):
+    """One HTTP try of a delivery: what we sent (never a secret) and what came back."""
+
+    __tablename__ = "attempts"
+    __table_args__ = (UniqueConstraint("delivery_id", "number", name="uq_attempts_number"),)
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    trigger: Mapped[str] = mapped_column(String(16))
+    url: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    request_headers: Mapped[dict[str, str]] = mapped_column(JSONType)
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_headers: Mapped[dict[str, str] | None] = mapped_column(JSONType)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    response_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    error_kind: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16))
+
+    delivery: Mapped[Delivery] = relationship(back_populates="attempts", lazy="raise")
