@@ -1,0 +1,170 @@
+"""Wiring: the engine, sessions, secret box, HTTP sender, broker and actor of one process.
+
+``Runtime.open(settings)`` builds everything from settings, in that order, with the
+edges (HTTP transport, clock) injectable for tests. The command line, the embedded
+runner and the demo all start from here, so they run the same code paths.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import dramatiq
+import httpx
+import structlog
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from outbox.clock import Clock, utcnow
+from outbox.database import is_sqlite, make_engine, make_session_factory
+from outbox.errors import ConfigurationError
+from outbox.migrate import current_revision, head_revision, upgrade
+from outbox.poller import Dispatch, Poller
+from worker.actors import declare_deliver_actor, make_dispatch
+from worker.broker import build_broker
+from worker.delivery import Deliverer
+from worker.secretbox import SecretBox, open_secret_box
+from worker.sender import Sender
+from worker.settings import Settings
+from worker.transport import GuardedTransport
+
+log = structlog.get_logger("worker.runtime")
+
+
+def open_database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
+    """Engine and session factory for ``settings.database_url``."""
+    engine = make_engine(settings.database_url)
+    return engine, make_session_factory(engine)
+
+
+def ensure_schema(engine: Engine, *, migrate: bool) -> None:
+    """Migrate (embedded) or insist the schema is current (PostgreSQL: ``db upgrade``
+    is the release step, so two processes never race to migrate)."""
+    if migrate:
+        upgrade(engine)
+        return
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        raise ConfigurationError(
+            f"database schema is at {current or 'nothing'}, this code needs {head}: "
+            "run `catentio-webhooks db upgrade` first"
+        )
+
+
+@dataclass
+class Runtime:
+    """Everything one process needs to publish, poll and deliver."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    box: SecretBox
+    client: httpx.Client
+    broker: dramatiq.Broker
+    actor: dramatiq.Actor
+    deliverer: Deliverer
+    dispatch: Dispatch
+    clock: Clock = utcnow
+    _workers: list[dramatiq.Worker] = field(default_factory=list)
+
+    @classmethod
+    def open(
+        cls,
+        settings: Settings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        clock: Clock = utcnow,
+        migrate: bool | None = None,
+    ) -> Runtime:
+        """Build the runtime. ``migrate`` defaults to True on SQLite, False otherwise."""
+        engine, sessions = open_database(settings)
+        ensure_schema(
+            engine, migrate=is_sqlite(settings.database_url) if migrate is None else migrate
+        )
+        box = open_secret_box(settings.encryption_keys, settings.database_url)
+        client = httpx.Client(
+            transport=transport or GuardedTransport(allowed_networks=settings.allowed_networks),
+            trust_env=False,
+            follow_redirects=False,
+        )
+        sender = Sender(
+            client,
+            timeout=settings.request_timeout,
+            connect_timeout=settings.connect_timeout,
+            max_response_bytes=settings.max_response_bytes,
+            max_header_bytes=settings.max_header_bytes,
+        )
+        deliverer = Deliverer(
+            session_factory=sessions, sender=sender, box=box, settings=settings, clock=clock
+        )
+        broker = build_broker(settings)
+        actor = declare_deliver_actor(broker, deliverer, settings)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            box=box,
+            client=client,
+            broker=broker,
+            actor=actor,
+            deliverer=deliverer,
+            dispatch=make_dispatch(actor),
+            clock=clock,
+        )
+
+    def poller(self) -> Poller:
+        """A poller that dispatches to this runtime's actor."""
+        return Poller(
+            session_factory=self.sessions,
+            dispatch=self.dispatch,
+            batch_size=self.settings.poll_batch_size,
+            sweep_after=self.settings.sweep_after,
+            clock=self.clock,
+        )
+
+    def start_worker(self, threads: int | None = None) -> dramatiq.Worker:
+        """Start dramatiq worker threads consuming this runtime's queue."""
+        worker = dramatiq.Worker(
+            self.broker,
+            queues={self.settings.queue_name},
+            worker_threads=threads or self.settings.worker_threads,
+            worker_timeout=100,
+        )
+        worker.start()
+        self._workers.append(worker)
+        return worker
+
+    def close(self) -> None:
+        """Stop workers, close the broker, the HTTP client and the engine."""
+        for worker in self._workers:
+            worker.stop(timeout=int(self.settings.lease_duration.total_seconds() * 1000))
+        self._workers.clear()
+        self.broker.close()
+        self.client.close()
+        self.engine.dispose()
+
+    @contextmanager
+    def running(self, *, threads: int | None = None) -> Iterator[threading.Event]:
+        """Worker threads and a poller thread until the block exits (embedded mode)."""
+        stop = threading.Event()
+        self.start_worker(threads)
+        poller = self.poller()
+        thread = threading.Thread(
+            target=poller.run,
+            args=(stop,),
+            kwargs={
+                "interval": self.settings.poll_interval,
+                "sweep_interval": self.settings.sweep_interval,
+            },
+            name="catentio-poller",
+            daemon=True,
+        )
+        thread.start()
+        try:
+            yield stop
+        finally:
+            stop.set()
+            thread.join(timeout=10)
