@@ -31,7 +31,8 @@ class Reply:
 
 
 Behaviour = Callable[[int], Reply]
-"""The n-th request to a path (1-based) → the reply."""
+"""The n-th request to a path for one ``webhook-id`` (1-based) → the reply. Counting per
+message means "500 twice, then 200" holds for every event, however they interleave."""
 
 
 def always(status: int = 200, **kwargs: Any) -> Behaviour:
@@ -41,7 +42,7 @@ def always(status: int = 200, **kwargs: Any) -> Behaviour:
 
 
 def sequence(*statuses: int) -> Behaviour:
-    """Reply with these statuses in turn, then repeat the last one."""
+    """Reply to each message with these statuses in turn, then repeat the last one."""
     return lambda n: Reply(statuses[min(n, len(statuses)) - 1])
 
 
@@ -61,7 +62,7 @@ class Received:
 class _Route:
     webhook: Webhook | None
     behaviour: Behaviour
-    count: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 class Receiver:
@@ -146,8 +147,8 @@ class Receiver:
         with self._lock:
             route = self._routes.get(path)
             if route is not None:
-                route.count += 1
-                n = route.count
+                message = headers.get("webhook-id", "")
+                n = route.counts[message] = route.counts.get(message, 0) + 1
         if route is None:
             reply = Reply(404)
             verified, error = False, "no such route"

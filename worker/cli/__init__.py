@@ -1,0 +1,81 @@
+"""``catentio-webhooks``: run the pipeline, manage endpoints, inspect and replay.
+
+Exit codes: 0 success; 1 the operation failed (database or broker unavailable, a demo
+outcome not as expected); 2 bad usage or invalid input; 3 no such id.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from outbox.errors import (
+    CatentioError,
+    ConfigurationError,
+    Conflict,
+    NotFound,
+    OwnFailure,
+    ValidationError,
+)
+from worker.cli.state import State
+from worker.logs import configure_logging
+from worker.settings import Settings
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+
+
+def fail(message: str, code: int) -> None:
+    """Print one clear line on stderr and exit with ``code``."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+class CatentioGroup(click.Group):
+    """Turns our errors into one line on stderr and a documented exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NotFound as exc:
+            fail(str(exc), EXIT_NOT_FOUND)
+        except (ValidationError, ConfigurationError, Conflict) as exc:
+            fail(str(exc), EXIT_USAGE)
+        except OperationalError as exc:
+            fail(f"database unavailable: {str(exc.orig).strip().splitlines()[0]}", EXIT_FAILURE)
+        except (OwnFailure, SQLAlchemyError, CatentioError) as exc:
+            fail(str(exc).splitlines()[0], EXIT_FAILURE)
+
+
+@click.group(cls=CatentioGroup)
+@click.version_option(package_name="catentio-webhooks")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Catentio Webhooks: signed, retried, recorded webhook deliveries.
+
+    Reads DATABASE_URL, REDIS_URL and CATENTIO_* from the environment. Without them it
+    runs embedded: SQLite in the working directory and an in-process broker.
+    """
+    try:
+        settings = Settings.from_env()
+    except ConfigurationError as exc:
+        fail(str(exc), EXIT_USAGE)
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    state = State(settings)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+def _register() -> None:
+    from worker.cli import db, deliveries, demo, endpoints, events, processes, secrets
+
+    for module in (db, deliveries, demo, endpoints, events, processes, secrets):
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+_register()

@@ -1,0 +1,91 @@
+"""``run``, ``poller`` and ``worker``: the long-running processes."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+import click
+import structlog
+
+from outbox.errors import ConfigurationError
+from worker.cli.state import State, pass_state
+from worker.runtime import Runtime
+
+log = structlog.get_logger("worker.cli")
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("shutdown.requested", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def _needs_redis(state: State, command: str) -> None:
+    if not state.settings.redis_url:
+        raise ConfigurationError(
+            f"`{command}` runs one half of the pipeline and needs REDIS_URL to reach the "
+            "other half; without Redis use `catentio-webhooks run` (both in one process)"
+        )
+
+
+@click.command("run")
+@click.option("--threads", type=click.IntRange(min=1), help="Delivery threads.")
+@pass_state
+def run(state: State, threads: int | None) -> None:
+    """Poller and delivery workers in one process (embedded, or on PostgreSQL + Redis)."""
+    stop = _stop_on_signals()
+    runtime = Runtime.open(state.settings)
+    mode = "redis" if state.settings.redis_url else "in-process"
+    log.info("run.started", broker=mode, threads=threads or state.settings.worker_threads)
+    try:
+        with runtime.running(threads=threads):
+            stop.wait()
+    finally:
+        runtime.close()
+    log.info("run.stopped")
+
+
+@click.command("poller")
+@pass_state
+def poller(state: State) -> None:
+    """Fan out outbox events and sweep for lost messages (run one or more)."""
+    _needs_redis(state, "poller")
+    stop = _stop_on_signals()
+    runtime = Runtime.open(state.settings)
+    log.info("poller.started")
+    try:
+        runtime.poller().run(
+            stop,
+            interval=state.settings.poll_interval,
+            sweep_interval=state.settings.sweep_interval,
+        )
+    finally:
+        runtime.close()
+    log.info("poller.stopped")
+
+
+@click.command("worker")
+@click.option("--threads", type=click.IntRange(min=1), help="Delivery threads.")
+@pass_state
+def worker(state: State, threads: int | None) -> None:
+    """dramatiq delivery workers on the Redis broker (run as many as you need)."""
+    _needs_redis(state, "worker")
+    stop = _stop_on_signals()
+    runtime = Runtime.open(state.settings)
+    runtime.start_worker(threads)
+    log.info("worker.started", threads=threads or state.settings.worker_threads)
+    try:
+        stop.wait()
+    finally:
+        runtime.close()
+    log.info("worker.stopped")
+
+
+COMMANDS = [run, poller, worker]

@@ -1,0 +1,39 @@
+"""``secrets``: the encryption keys that protect endpoint secrets at rest."""
+
+from __future__ import annotations
+
+import click
+from sqlalchemy import select
+
+from outbox.models import Endpoint
+from worker.cli.state import State, pass_state
+from worker.secretbox import generate_key
+
+
+@click.group("secrets")
+def secrets_group() -> None:
+    """Encryption of endpoint secrets at rest."""
+
+
+@secrets_group.command("generate-key")
+def secrets_generate_key() -> None:
+    """Print a new key for CATENTIO_ENCRYPTION_KEYS (put it first; keep old ones after)."""
+    click.echo(generate_key())
+
+
+@secrets_group.command("reencrypt")
+@pass_state
+def secrets_reencrypt(state: State) -> None:
+    """Re-encrypt every endpoint secret under the newest key (the first one listed)."""
+    box = state.box()
+    count = 0
+    with state.sessions()() as session, session.begin():
+        for endpoint in session.scalars(select(Endpoint).with_for_update()):
+            endpoint.secrets = [
+                {**entry, "secret": box.rotate(entry["secret"])} for entry in endpoint.secrets
+            ]
+            count += len(endpoint.secrets)
+    click.echo(f"re-encrypted {count} secrets under the newest key")
+
+
+COMMANDS = [secrets_group]
