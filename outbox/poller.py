@@ -169,7 +169,7 @@ class Poller:
             # The rows are committed; the sweeper rings again once the broker is back.
             log.warning("outbox.dispatch_failed", deliveries=len(delivery_ids), error=repr(exc))
 
-    def _waiting_events(self, session: Session) -> Select[tuple[Event]]:
+    def _waiting_events(self, session: Session) -> Select[Any]:
         query = (
             select(Event)
             .where(Event.dispatched_at.is_(None))

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
 import dramatiq
 import structlog
 
 from outbox.errors import BrokerUnavailable, OwnFailure
+from outbox.poller import Dispatch
 from worker.delivery import Deliverer
 from worker.settings import Settings
 
 log = structlog.get_logger("worker.actors")
+
+DeliverActor = dramatiq.Actor[[str], None]
+"""The delivery actor's type: takes a delivery id."""
 
 DELIVER = "deliver"
 """The actor's name on the broker."""
@@ -30,7 +32,7 @@ def _retry_own_failures(retries: int, exception: BaseException) -> bool:
 
 def declare_deliver_actor(
     broker: dramatiq.Broker, deliverer: Deliverer, settings: Settings
-) -> dramatiq.Actor:
+) -> DeliverActor:
     """Declare ``deliver(delivery_id)`` on ``broker``; it re-sends itself when a retry is
     scheduled, with the delay the policy chose."""
 
@@ -46,8 +48,7 @@ def declare_deliver_actor(
             log.warning("delivery.resend_failed", error=repr(exc))
 
     time_limit_ms = int((settings.lease_duration.total_seconds() + 30) * 1000)
-    actor: dramatiq.Actor = dramatiq.actor(
-        deliver,
+    actor: DeliverActor = dramatiq.actor(
         broker=broker,
         actor_name=DELIVER,
         queue_name=settings.queue_name,
@@ -55,11 +56,11 @@ def declare_deliver_actor(
         min_backoff=1000,
         max_backoff=60_000,
         time_limit=time_limit_ms,
-    )
+    )(deliver)
     return actor
 
 
-def make_dispatch(actor: dramatiq.Actor) -> Any:
+def make_dispatch(actor: DeliverActor) -> Dispatch:
     """A ``dispatch(delivery_ids)`` for the poller that rings ``actor`` for each id."""
 
     def dispatch(delivery_ids: Sequence[str]) -> None:

@@ -17,7 +17,7 @@ from worker.middleware import LogContext
 from worker.settings import Settings
 
 
-class InProcessBroker(StubBroker):  # type: ignore[misc]
+class InProcessBroker(StubBroker):
     """dramatiq's in-memory broker, used for real in embedded mode: messages live in
     this process's queues and are processed by this process's worker threads."""
 
@@ -29,7 +29,9 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
     """A new broker for ``settings``, with our middleware added."""
     broker: dramatiq.Broker
     if settings.redis_url:
-        broker = RedisBroker(url=settings.redis_url, namespace=settings.redis_namespace)
+        broker = RedisBroker(  # type: ignore[no-untyped-call]
+            url=settings.redis_url, namespace=settings.redis_namespace
+        )
     else:
         broker = InProcessBroker()
     broker.add_middleware(LogContext())

@@ -152,7 +152,7 @@ def _progress(console: Console, runtime: Runtime, total: int, timeout: float) ->
             with runtime.sessions() as session:
                 counts = Counter(
                     dict(
-                        session.execute(  # type: ignore[arg-type]
+                        session.execute(
                             select(Delivery.status, func.count()).group_by(Delivery.status)
                         ).all()
                     )

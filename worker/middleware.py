@@ -8,7 +8,7 @@ import dramatiq
 import structlog
 
 
-class LogContext(dramatiq.Middleware):  # type: ignore[misc]
+class LogContext(dramatiq.Middleware):
     """Start and end every message with an empty log context, so ids bound while
     delivering one message never leak into the next one on the same thread."""
 

@@ -23,7 +23,7 @@ from outbox.database import is_sqlite, make_engine, make_session_factory
 from outbox.errors import ConfigurationError
 from outbox.migrate import current_revision, head_revision, upgrade
 from outbox.poller import Dispatch, Poller
-from worker.actors import declare_deliver_actor, make_dispatch
+from worker.actors import DeliverActor, declare_deliver_actor, make_dispatch
 from worker.broker import build_broker
 from worker.delivery import Deliverer
 from worker.secretbox import SecretBox, open_secret_box
@@ -64,7 +64,7 @@ class Runtime:
     box: SecretBox
     client: httpx.Client
     broker: dramatiq.Broker
-    actor: dramatiq.Actor
+    actor: DeliverActor
     deliverer: Deliverer
     dispatch: Dispatch
     clock: Clock = utcnow
