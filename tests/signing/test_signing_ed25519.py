@@ -53,7 +53,9 @@ def test_v1a_signature_is_plain_ed25519_over_the_signed_content(
     Ed25519PublicKey.from_public_bytes(raw_public).verify(signature, b"evt_x.%d.%s" % (now, body))
 
 
-def test_tampered_body_fails_ed25519(make_webhook: MakeWebhook, signed: Signed, body: bytes) -> None:
+def test_tampered_body_fails_ed25519(
+    make_webhook: MakeWebhook, signed: Signed, body: bytes
+) -> None:
     """Changing the body after signing makes the v1a signature fail."""
     signing_key, verify_key = generate_keypair()
     headers = signed(body, secret=signing_key)
@@ -91,7 +93,9 @@ def test_hmac_signature_relabelled_as_v1a_does_not_verify(
     _, verify_key = generate_keypair()
     header = signed(body, secret=secret)["webhook-signature"].replace("v1,", "v1a,")
     with pytest.raises(NoMatchingSignatureError):
-        make_webhook([verify_key, secret]).verify(body, signed(body) | {"webhook-signature": header})
+        make_webhook([verify_key, secret]).verify(
+            body, signed(body) | {"webhook-signature": header}
+        )
 
 
 def test_mixed_rotation_from_hmac_to_ed25519(
