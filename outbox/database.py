@@ -35,10 +35,10 @@ def is_sqlite(url: str | URL) -> bool:
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url`` with the settings this project depends on.
 
-    SQLite: WAL journal, a busy timeout, foreign keys on, and ``BEGIN IMMEDIATE`` for
-    every transaction, so two writers serialise instead of failing on lock upgrade (the
-    SQLite stand-in for ``SELECT … FOR UPDATE``). PostgreSQL: pre-ping pooled connections
-    so a restarted server costs one reconnect, not one failed delivery.
+    SQLite: WAL journal (readers never wait for writers), a busy timeout, foreign keys
+    on, and ``BEGIN IMMEDIATE`` for transactions that ask for it with
+    :func:`lock_for_write`. PostgreSQL: pre-ping pooled connections so a restarted server
+    costs one reconnect, not one failed delivery.
     """
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -69,9 +69,33 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        immediate = connection.get_execution_options().get(_IMMEDIATE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+_IMMEDIATE = "catentio_sqlite_immediate"
+
+
+def lock_for_write(session: Session) -> None:
+    """Call first in a transaction that reads, then writes based on what it read.
+
+    On SQLite this begins the transaction with ``BEGIN IMMEDIATE``, taking the write
+    lock up front: two such transactions serialise (waiting up to the busy timeout)
+    instead of one failing when it upgrades a read snapshot to a write. It is the SQLite
+    stand-in for ``SELECT … FOR UPDATE``. On PostgreSQL it does nothing; use row locks.
+    A transaction that already has its connection is left as it is.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite":
+        return
+    transaction = session.get_transaction()
+    # SQLAlchemy has no public "has this transaction connected yet?"; asking for
+    # execution options after it has would only warn and do nothing.
+    if transaction is not None and bind in getattr(transaction, "_connections", {}):
+        return
+    session.connection(execution_options={_IMMEDIATE: True})
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from outbox import ids
 from outbox.clock import Clock, utcnow
+from outbox.database import lock_for_write
 from outbox.models import Delivery, DeliveryStatus, Endpoint, Event, Trigger
 from outbox.validation import matches_any
 
@@ -74,6 +75,7 @@ class Poller:
         """
         now = self.clock()
         with self.session_factory() as session, session.begin():
+            lock_for_write(session)
             events = list(session.scalars(self._waiting_events(session)))
             if not events:
                 return PollResult(0, 0, 0)
@@ -110,6 +112,7 @@ class Poller:
         now = self.clock()
         quiet_since = now - self.sweep_after
         with self.session_factory() as session, session.begin():
+            lock_for_write(session)
             query = (
                 select(Delivery.id)
                 .where(

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from outbox import ids
 from outbox.clock import Clock, utcnow
+from outbox.database import lock_for_write
 from outbox.envelope import render
 from outbox.errors import IdempotencyKeyConflict, PayloadTooLarge, ValidationError
 from outbox.models import Event
@@ -83,6 +84,10 @@ def publish(
         session.add(event)
         return event
 
+    # SQLite: if publishing starts the transaction, take the write lock now, so a racing
+    # producer waits for ours instead of failing to upgrade its read snapshot. A
+    # transaction that already wrote holds the lock anyway.
+    lock_for_write(session)
     existing = _find(session, workspace_id, idempotency_key)
     if existing is None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from sqlalchemy import select
 
+from outbox.database import lock_for_write
 from outbox.models import Endpoint
 from worker.cli.state import State, pass_state
 from worker.secretbox import generate_key
@@ -28,6 +29,7 @@ def secrets_reencrypt(state: State) -> None:
     box = state.box()
     count = 0
     with state.sessions()() as session, session.begin():
+        lock_for_write(session)
         for endpoint in session.scalars(select(Endpoint).with_for_update()):
             endpoint.secrets = [
                 {**entry, "secret": box.rotate(entry["secret"])} for entry in endpoint.secrets
