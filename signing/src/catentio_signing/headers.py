@@ -21,11 +21,7 @@ import re
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from catentio_signing.errors import (
-    MalformedHeaderError,
-    MissingHeaderError,
-    WebhookVerificationError,
-)
+from catentio_signing.errors import MalformedHeaderError, MissingHeaderError
 
 __all__ = [
     "ID_HEADER",
@@ -74,33 +70,25 @@ def read_headers(headers: HeaderSource) -> tuple[str, str, str]:
     """
     try:
         # Fast path: lower-case keys in a dict, or a case-insensitive headers object.
-        values = [
-            headers.get(ID_HEADER),
-            headers.get(TIMESTAMP_HEADER),
-            headers.get(SIGNATURE_HEADER),
-        ]
-        if None in values:
-            lowered: dict[str, Any] = {}
-            for name, value in headers.items():
-                text = _as_text(name)
-                if text is not None:
-                    lowered.setdefault(text.lower(), value)
-            values = [
-                lowered.get(name) if found is None else found
-                for name, found in zip(
-                    (ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER), values, strict=True
-                )
-            ]
-    except WebhookVerificationError:
-        raise
+        msg_id = headers.get(ID_HEADER)
+        timestamp = headers.get(TIMESTAMP_HEADER)
+        signature = headers.get(SIGNATURE_HEADER)
+        if msg_id is None or timestamp is None or signature is None:
+            lowered = _lower_case_names(headers)
+            if msg_id is None:
+                msg_id = lowered.get(ID_HEADER)
+            if timestamp is None:
+                timestamp = lowered.get(TIMESTAMP_HEADER)
+            if signature is None:
+                signature = lowered.get(SIGNATURE_HEADER)
     except Exception as exc:
         # The headers object is the caller's; whatever it raises is still a bad request.
         raise MalformedHeaderError("the request headers could not be read") from exc
-    msg_id, timestamp, signature = (
-        _header_text(name, value)
-        for name, value in zip((ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER), values, strict=True)
+    return (
+        _header_text(ID_HEADER, msg_id),
+        _header_text(TIMESTAMP_HEADER, timestamp),
+        _header_text(SIGNATURE_HEADER, signature),
     )
-    return msg_id, timestamp, signature
 
 
 def check_msg_id(msg_id: str) -> str:
@@ -142,6 +130,16 @@ def parse_signatures(header: str) -> dict[str, list[str]]:
     return by_version
 
 
+def _lower_case_names(headers: HeaderSource) -> dict[str, Any]:
+    lowered: dict[str, Any] = {}
+    for name, value in headers.items():
+        text = _as_text(name)
+        if text is not None:
+            # Keep the first of repeated names, as case-insensitive header objects do.
+            lowered.setdefault(text.lower(), value)
+    return lowered
+
+
 def _as_text(value: Any) -> str | None:
     if isinstance(value, str):
         return value
@@ -152,6 +150,8 @@ def _as_text(value: Any) -> str | None:
 
 
 def _header_text(name: str, value: Any) -> str:
+    if type(value) is str and value and not value.isspace():
+        return value  # the common case, checked first because verify is hot
     if value is None:
         raise MissingHeaderError(f"missing {name} header")
     if isinstance(value, list | tuple) and len(value) == 1:

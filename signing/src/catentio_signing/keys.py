@@ -113,7 +113,7 @@ class HmacSecret:
     def matches(self, content: bytes, signatures: Iterable[bytes]) -> bool:
         """Compare the expected MAC with each candidate in constant time."""
         expected = hmac.digest(self._secret, content, hashlib.sha256)
-        # Not short-circuiting per candidate would add nothing: which candidate matched is
+        # Stopping at the first match leaks nothing secret: which candidate matched is
         # public, only the MAC bytes must not leak through timing.
         return any(hmac.compare_digest(expected, candidate) for candidate in signatures)
 

@@ -222,7 +222,8 @@ def _decode_all(signatures: Iterable[str]) -> list[bytes]:
     decoded = []
     for signature in signatures:
         try:
-            decoded.append(base64.b64decode(signature, validate=True))
+            # Strict: only the base64 alphabet with correct padding, like b64decode(validate=True).
+            decoded.append(binascii.a2b_base64(signature, strict_mode=True))
         except (binascii.Error, ValueError):
             # An undecodable entry simply matches nothing; another entry may still match.
             continue
@@ -233,11 +234,15 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
+# Built once: json.loads with any keyword argument constructs a new decoder per call.
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _parse_json(body: bytes) -> Any:
     try:
         # JSON on the wire is UTF-8 (RFC 8259); decode strictly instead of letting json
         # guess UTF-16/32, and refuse NaN/Infinity, which are not JSON either.
-        return json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        return _JSON.decode(body.decode("utf-8"))
     except UnicodeDecodeError:
         raise InvalidPayloadError("the body is not UTF-8") from None
     except (ValueError, RecursionError) as exc:
