@@ -98,8 +98,14 @@ class Sender:
         buffer = bytearray()
         truncated = False
         body_error: SendError | None = None
+        # A response built in memory (httpx.MockTransport) arrives already read.
+        chunks = (
+            [http_response.content]
+            if http_response.is_stream_consumed
+            else http_response.iter_raw()
+        )
         try:
-            for chunk in http_response.iter_raw():
+            for chunk in chunks:
                 room = self._max_response_bytes - len(buffer)
                 if len(chunk) > room:
                     buffer += chunk[:room]
