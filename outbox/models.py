@@ -92,6 +92,8 @@ class Endpoint(Base):
     last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     probe_delivery_id: Mapped[str | None] = mapped_column(ID)
     probe_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Rate limit state (GCRA): the moment the next delivery would be on schedule.
+    rate_tat: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -142,6 +144,21 @@ class Delivery(Base):
         Index("ix_deliveries_status_id", "status", "id"),
         Index("ix_deliveries_workspace_id_id", "workspace_id", "id"),
         Index("ix_deliveries_completed_at", "completed_at"),
+        # The concurrency limit counts an endpoint's deliveries under lease.
+        Index(
+            "ix_deliveries_leased",
+            "endpoint_id",
+            postgresql_where=text("lease_until IS NOT NULL"),
+            sqlite_where=text("lease_until IS NOT NULL"),
+        ),
+        # Deliveries held back by a policy, found again when it lifts.
+        Index(
+            "ix_deliveries_held",
+            "endpoint_id",
+            "held_by",
+            postgresql_where=text("held_by IS NOT NULL"),
+            sqlite_where=text("held_by IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)
@@ -162,6 +179,9 @@ class Delivery(Base):
     # When the broker was last asked to look at this delivery; the sweeper re-rings
     # only deliveries whose bell has gone unanswered for a while.
     rung_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Why the delivery is waiting without spending an attempt ("paused", "circuit",
+    # "concurrency", "rate"), or NULL. Cleared when it is next claimed.
+    held_by: Mapped[str | None] = mapped_column(String(16))
 
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error_kind: Mapped[str | None] = mapped_column(String(32))
