@@ -8,6 +8,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -20,10 +21,18 @@ def alembic_config() -> Config:
     return config
 
 
+MIGRATION_LOCK = 0x63617465  # an arbitrary constant: "cate"
+"""PostgreSQL advisory lock key held while migrating."""
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema up to ``revision`` (the latest by default). Safe to run again."""
+    """Bring the schema up to ``revision`` (the latest by default). Safe to run again,
+    and safe to run from several hosts at once: on PostgreSQL an advisory lock makes
+    them take turns, so the second finds the work done."""
     config = alembic_config()
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

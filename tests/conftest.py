@@ -28,7 +28,6 @@ from outbox.migrate import upgrade
 from worker.endpoints import NewSecret, create_endpoint
 from worker.receiver import Behaviour, Receiver
 from worker.runtime import Runtime
-from worker.secretbox import generate_key
 from worker.settings import Settings
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -37,7 +36,8 @@ POSTGRES_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("CATENTIO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
-TEST_KEY = generate_key()
+# A fixed Fernet key for tests only, so every module that imports it sees the same one.
+TEST_KEY = "OSk80ULaPv2qA-P6eOPwolNIvZ13H-ohloVJ6RIHwJU="
 
 
 def service_missing(name: str, error: BaseException) -> None:

@@ -225,3 +225,27 @@ def test_poll_loop_keeps_running_through_database_errors() -> None:
 
     Broken(session_factory=None, dispatch=Recorder()).run(stop, interval=0.01)  # type: ignore[arg-type]
     assert calls["n"] == 3
+
+
+def test_concurrent_migrations_take_turns(postgres_url: str) -> None:
+    """Two hosts running `db upgrade` at once both succeed (advisory lock)."""
+    from outbox.migrate import current_revision, head_revision, upgrade
+
+    engines = [make_engine(postgres_url) for _ in range(2)]
+    errors: list[BaseException] = []
+
+    def migrate(engine: Any) -> None:
+        try:
+            upgrade(engine)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate, args=(e,)) for e in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert current_revision(engines[0]) == head_revision()
+    for engine in engines:
+        engine.dispose()

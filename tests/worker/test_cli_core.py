@@ -1,0 +1,213 @@
+"""The command line's core commands, through the real console entry point."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import TEST_KEY
+from worker.cli import main
+
+
+@pytest.fixture
+def cli(migrated: str) -> Any:
+    runner = CliRunner()
+    env = {
+        "DATABASE_URL": migrated,
+        "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,
+        "CATENTIO_LOG_LEVEL": "WARNING",
+        "REDIS_URL": "",
+    }
+
+    def invoke(*args: str) -> Any:
+        return runner.invoke(main, list(args), env=env, catch_exceptions=False)
+
+    return invoke
+
+
+def test_endpoint_add_json_shows_the_secret_once(cli: Any) -> None:
+    """`endpoints add --json` prints id and whsec_ secret; listings never show it."""
+    added = cli(
+        "endpoints",
+        "add",
+        "--workspace",
+        "ws_a",
+        "--url",
+        "https://r.example/h",
+        "--events",
+        "run.*",
+        "--events",
+        "project.paused",
+        "--json",
+    )
+    assert added.exit_code == 0, added.output
+    endpoint = json.loads(added.output)
+    assert endpoint["id"].startswith("ep_") and endpoint["secret"].startswith("whsec_")
+    assert endpoint["event_types"] == ["project.paused", "run.*"]
+    listed = cli("endpoints", "list", "--json")
+    assert [e["id"] for e in json.loads(listed.output)] == [endpoint["id"]]
+    assert endpoint["secret"] not in listed.output
+    shown = cli("endpoints", "show", endpoint["id"])
+    assert endpoint["id"] in shown.output and endpoint["secret"] not in shown.output
+
+
+def test_publish_and_inspect(cli: Any) -> None:
+    """`events publish` writes an event; `events show`/`deliveries list` read it back."""
+    cli("endpoints", "add", "--workspace", "ws_a", "--url", "https://r.example/h", "--events", "*")
+    published = cli(
+        "events",
+        "publish",
+        "--workspace",
+        "ws_a",
+        "--type",
+        "run.succeeded",
+        "--data",
+        '{"runId": "r1"}',
+        "--json",
+    )
+    assert published.exit_code == 0, published.output
+    event = json.loads(published.output)
+    shown = json.loads(cli("events", "show", event["id"], "--json").output)
+    assert shown["data"] == {"runId": "r1"} and shown["deliveries"] == []
+    assert json.loads(cli("deliveries", "list", "--json").output) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (
+            [
+                "events",
+                "publish",
+                "--workspace",
+                "ws_a",
+                "--type",
+                "run.succeeded",
+                "--data",
+                "{not json",
+            ],
+            2,
+            "not valid JSON",
+        ),
+        (
+            ["events", "publish", "--workspace", "ws_a", "--type", "Run!", "--data", "{}"],
+            2,
+            "event type",
+        ),
+        (
+            ["endpoints", "add", "--workspace", "ws_a", "--url", "ftp://x/y", "--events", "*"],
+            2,
+            "http or https",
+        ),
+        (
+            [
+                "endpoints",
+                "add",
+                "--workspace",
+                "ws_a",
+                "--url",
+                "https://u:p@x/y",
+                "--events",
+                "*",
+            ],
+            2,
+            "credentials",
+        ),
+        (
+            [
+                "endpoints",
+                "add",
+                "--workspace",
+                "ws_a",
+                "--url",
+                "https://x/y",
+                "--events",
+                "run.**",
+            ],
+            2,
+            "event filter",
+        ),
+        (
+            [
+                "endpoints",
+                "add",
+                "--workspace",
+                "ws_a",
+                "--url",
+                "https://x/y",
+                "--events",
+                "*",
+                "--header",
+                "Webhook-Signature: forged",
+            ],
+            2,
+            "cannot be overridden",
+        ),
+        (["deliveries", "show", "dlv_nope"], 3, "no delivery"),
+        (["events", "show", "evt_nope"], 3, "no event"),
+        (["endpoints", "show", "ep_nope"], 3, "no endpoint"),
+    ],
+)
+def test_bad_input_gives_one_clear_line(cli: Any, args: list[str], code: int, message: str) -> None:
+    """Bad input or an unknown id: one `error:` line on stderr and a documented code."""
+    result = cli(*args)
+    assert result.exit_code == code
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert message in result.stderr
+
+
+def test_db_upgrade_accepts_the_platform_postgres_url(postgres_url: str) -> None:
+    """`db upgrade` with DATABASE_URL in the postgres:// form that platforms give."""
+    url = postgres_url.replace("postgresql://", "postgres://", 1)
+    result = CliRunner().invoke(main, ["db", "upgrade"], env={"DATABASE_URL": url})
+    assert result.exit_code == 0, result.output
+    assert "revision 0001" in result.output or "revision 000" in result.output
+    current = CliRunner().invoke(main, ["db", "current"], env={"DATABASE_URL": url})
+    head = current.output.split("code: ")[1].strip()
+    assert f"database: {head}" in current.output
+
+
+def test_dead_database_is_one_line_and_exit_1() -> None:
+    """An unreachable database: `error: database unavailable …`, exit code 1."""
+    result = CliRunner().invoke(
+        main,
+        ["endpoints", "list"],
+        env={
+            "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+            "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,
+        },
+    )
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: database unavailable")
+
+
+def test_postgres_without_encryption_key_is_refused(postgres_url: str) -> None:
+    """Adding an endpoint against PostgreSQL without CATENTIO_ENCRYPTION_KEYS is refused."""
+    CliRunner().invoke(main, ["db", "upgrade"], env={"DATABASE_URL": postgres_url})
+    result = CliRunner().invoke(
+        main,
+        ["endpoints", "add", "--workspace", "w", "--url", "https://x/y", "--events", "*"],
+        env={"DATABASE_URL": postgres_url, "CATENTIO_ENCRYPTION_KEYS": ""},
+    )
+    assert result.exit_code == 2 and "CATENTIO_ENCRYPTION_KEYS" in result.stderr
+
+
+def test_demo_passes_through_the_console_script(tmp_path: Any) -> None:
+    """`catentio-webhooks demo` on the embedded default exits 0 with every check met."""
+    result = subprocess.run(
+        [sys.executable, "-m", "worker", "demo", "--events", "12"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "demo passed" in result.stdout
+    assert "every request verified with catentio_signing (" in result.stdout
+    assert list(tmp_path.iterdir()) == []  # nothing left in the working directory
