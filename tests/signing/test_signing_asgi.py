@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping, Sequence
 from typing import Any
 
 import pytest
@@ -25,7 +25,7 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 Signed = Callable[..., dict[str, str]]
-Message = dict[str, Any]
+Message = MutableMapping[str, Any]
 
 
 async def hook(request: Request) -> JSONResponse:
@@ -99,7 +99,7 @@ class Recorder:
 
 def drive(
     app: WebhookMiddleware,
-    incoming: list[Message],
+    incoming: Sequence[Message],
     headers: dict[str, str] | None = None,
     scope_type: str = "http",
 ) -> list[Message]:

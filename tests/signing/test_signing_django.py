@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import django
+import django  # type: ignore[import-untyped]
 import pytest
-from django.conf import settings
+from django.conf import settings  # type: ignore[import-untyped]
 
 if not settings.configured:
     # The smallest settings that run views behind the real middleware: CSRF stays on to
@@ -28,9 +28,10 @@ if not settings.configured:
     )
     django.setup()
 
-from django.http import HttpRequest, JsonResponse  # imported after settings.configure()
-from django.test import Client
-from django.urls import path
+# Imported only now: these modules read the settings configured above.
+from django.http import HttpRequest, JsonResponse  # type: ignore[import-untyped]
+from django.test import Client  # type: ignore[import-untyped]
+from django.urls import path  # type: ignore[import-untyped]
 
 from catentio_signing import Webhook, sign_headers
 from catentio_signing.django import verify_webhook

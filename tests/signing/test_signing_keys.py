@@ -77,9 +77,13 @@ def test_invalid_base64_is_refused_without_echoing_the_secret() -> None:
 
 
 def test_non_text_keys_are_refused() -> None:
-    """A key that is neither str nor bytes raises InvalidKeyError."""
+    """A key that is neither str nor bytes raises InvalidKeyError, alone or in a list."""
     with pytest.raises(InvalidKeyError, match="str or bytes"):
         parse_key(42)  # type: ignore[arg-type]
+    with pytest.raises(InvalidKeyError, match="str or bytes"):
+        Webhook(42)  # type: ignore[arg-type]
+    with pytest.raises(InvalidKeyError, match="str or bytes"):
+        Webhook([generate_secret(), None])  # type: ignore[list-item]
 
 
 def test_empty_key_list_is_refused() -> None:
@@ -129,10 +133,13 @@ def test_sign_refuses_non_integer_timestamps(secret: str, body: bytes, timestamp
         Webhook(secret).sign("evt_1", timestamp, body)  # type: ignore[arg-type]
 
 
-def test_sign_refuses_negative_timestamps(secret: str, body: bytes) -> None:
-    """A negative timestamp could never verify, so signing refuses it."""
-    with pytest.raises(ValueError, match="negative"):
-        Webhook(secret).sign("evt_1", -1, body)
+@pytest.mark.parametrize("timestamp", [-1, datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC)])
+def test_sign_refuses_times_before_1970(
+    secret: str, body: bytes, timestamp: int | datetime
+) -> None:
+    """A negative unix time could never verify, so signing refuses it, as int or datetime."""
+    with pytest.raises(ValueError, match="1970"):
+        Webhook(secret).sign("evt_1", timestamp, body)
 
 
 @pytest.mark.parametrize("msg_id", ["evt.1", "", "evt 1"])

@@ -193,10 +193,19 @@ def test_zero_tolerance_accepts_only_the_current_second(
         wh.verify(body, signed(body, timestamp=now + 1))
 
 
-def test_negative_tolerance_is_refused(secret: str) -> None:
-    """A negative tolerance is a configuration error."""
+@pytest.mark.parametrize("tolerance", [-1, float("nan"), timedelta(seconds=-5)])
+def test_negative_or_nan_tolerance_is_refused(secret: str, tolerance: float | timedelta) -> None:
+    """A negative or NaN tolerance (NaN would accept any timestamp) is a configuration error."""
     with pytest.raises(ValueError, match="tolerance"):
-        Webhook(secret, tolerance=-1)
+        Webhook(secret, tolerance=tolerance)
+
+
+def test_infinite_tolerance_disables_the_timestamp_check(
+    signed: Signed, body: bytes, secret: str, now: int
+) -> None:
+    """tolerance=math.inf accepts any well-formed timestamp (for replaying archives)."""
+    wh = Webhook(secret, tolerance=float("inf"), clock=lambda: now)
+    assert wh.verify(body, signed(body, timestamp=0)) == json.loads(body)
 
 
 def test_timestamp_is_checked_against_the_clock_at_each_call(

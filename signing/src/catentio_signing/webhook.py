@@ -83,13 +83,16 @@ class Webhook:
         seen: SeenStore | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        secrets = [secret] if isinstance(secret, str | bytes | bytearray) else list(secret)
+        if isinstance(secret, str | bytes | bytearray) or not isinstance(secret, Iterable):
+            secrets: list[Secret] = [secret]  # parse_key explains what a key must be
+        else:
+            secrets = list(secret)
         if not secrets:
             raise InvalidKeyError("at least one secret or key is required")
         self._keys: tuple[Key, ...] = tuple(parse_key(item) for item in secrets)
         seconds = tolerance.total_seconds() if isinstance(tolerance, timedelta) else tolerance
-        if seconds < 0:
-            raise ValueError("tolerance must not be negative")
+        if not seconds >= 0:  # also refuses NaN, which would make every timestamp acceptable
+            raise ValueError("tolerance must be a non-negative number of seconds")
         self._tolerance = float(seconds)
         self._seen = seen
         self._clock = clock
@@ -192,12 +195,14 @@ def _unix_seconds(timestamp: int | datetime) -> int:
     if isinstance(timestamp, datetime):
         if timestamp.tzinfo is None or timestamp.utcoffset() is None:
             raise ValueError("timestamp must be an aware datetime (with tzinfo), or unix seconds")
-        return int(timestamp.timestamp() // 1)
-    if isinstance(timestamp, bool) or not isinstance(timestamp, int):
+        seconds = int(timestamp.timestamp() // 1)
+    elif isinstance(timestamp, bool) or not isinstance(timestamp, int):
         raise TypeError(f"timestamp must be int or datetime, not {type(timestamp).__name__}")
-    if timestamp < 0:
-        raise ValueError("timestamp must not be negative")
-    return timestamp
+    else:
+        seconds = timestamp
+    if seconds < 0:
+        raise ValueError("timestamp must not be before 1970 (negative unix seconds)")
+    return seconds
 
 
 def _signed_content(msg_id: str, timestamp: str, payload: bytes | str) -> bytes:
