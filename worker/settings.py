@@ -61,6 +61,12 @@ DEFAULT_CIRCUIT_THRESHOLD = 5
 DEFAULT_DISABLE_AFTER = timedelta(days=5)
 """An endpoint failing continuously this long is disabled."""
 
+DEFAULT_LIMITED_RETRY = timedelta(seconds=1)
+"""How soon a delivery held back by its endpoint's concurrency limit looks again."""
+
+DEFAULT_PAUSED_RECHECK = timedelta(seconds=60)
+"""How often a delivery to a paused endpoint looks again."""
+
 DEFAULT_QUEUE = "catentio-webhooks"
 """The dramatiq queue the delivery actor listens on."""
 
@@ -108,6 +114,12 @@ class Settings:
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     circuit_threshold: int = DEFAULT_CIRCUIT_THRESHOLD
     disable_after: timedelta = DEFAULT_DISABLE_AFTER
+    limited_retry: timedelta = DEFAULT_LIMITED_RETRY
+    paused_recheck: timedelta = DEFAULT_PAUSED_RECHECK
+    # Deliveries per second to an endpoint that sets no rate limit of its own (None: none).
+    rate_limit: float | None = None
+    # Publish webhook.endpoint.disabled / webhook.delivery.exhausted into the outbox.
+    operational_events: bool = True
     allowed_networks: tuple[IPNetwork, ...] = ()
     encryption_keys: tuple[str, ...] = field(default=(), repr=False)
     retention: timedelta | None = None
@@ -160,6 +172,10 @@ class Settings:
             "CATENTIO_MAX_CONCURRENCY": ("max_concurrency", int),
             "CATENTIO_CIRCUIT_THRESHOLD": ("circuit_threshold", int),
             "CATENTIO_DISABLE_AFTER": ("disable_after", parse_duration),
+            "CATENTIO_LIMITED_RETRY": ("limited_retry", parse_duration),
+            "CATENTIO_PAUSED_RECHECK": ("paused_recheck", parse_duration),
+            "CATENTIO_RATE_LIMIT": ("rate_limit", float),
+            "CATENTIO_OPERATIONAL_EVENTS": ("operational_events", _bool),
             "CATENTIO_ALLOWED_NETWORKS": ("allowed_networks", _networks),
             "CATENTIO_ENCRYPTION_KEYS": ("encryption_keys", _keys),
             "CATENTIO_RETENTION": ("retention", parse_duration),
@@ -195,6 +211,16 @@ class Settings:
         for name, value in positive.items():
             if value <= 0:
                 raise ConfigurationError(f"{name} must be positive, got {value}")
+        durations = {
+            "disable_after": self.disable_after,
+            "limited_retry": self.limited_retry,
+            "paused_recheck": self.paused_recheck,
+        }
+        for name, duration in durations.items():
+            if duration <= timedelta(0):
+                raise ConfigurationError(f"{name} must be positive, got {duration}")
+        if self.rate_limit is not None and self.rate_limit <= 0:
+            raise ConfigurationError("rate_limit must be positive (deliveries per second)")
         if not 0 <= self.retry_jitter < 1:
             raise ConfigurationError("retry_jitter must be in [0, 1)")
         if self.log_format not in ("auto", "json", "console"):
