@@ -1,0 +1,36 @@
+"""The README's two commands are the ones CI and a newcomer actually run."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shell_blocks(text: str) -> list[str]:
+    return [b.strip() for b in re.findall(r"```sh\n(.*?)```", text, flags=re.S)]
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    """.ci/run ends with the README's test command, character for character."""
+    readme = (ROOT / "README.md").read_text()
+    ci_lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line]
+    test_command = ci_lines[-1]
+    assert test_command in shell_blocks(readme)
+    assert "pytest" in test_command
+
+
+def test_readme_demo_command_runs_the_demo() -> None:
+    """The README's first command installs both packages and runs the demo."""
+    first = shell_blocks((ROOT / "README.md").read_text())[0]
+    assert first == "python -m pip install ./signing . && catentio-webhooks demo"
+
+
+def test_procfile_names_the_three_process_types() -> None:
+    """release, poller and worker, each a catentio-webhooks command."""
+    kinds = dict(
+        line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line
+    )
+    assert set(kinds) == {"release", "poller", "worker"}
+    assert all(v.strip().startswith("catentio-webhooks ") for v in kinds.values())
