@@ -1,0 +1,109 @@
+"""The long-running commands as real processes: `run` embedded, `poller` + `worker` on
+PostgreSQL and Redis, each stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from outbox import publish
+from tests.conftest import TEST_KEY
+
+
+@pytest.fixture
+def spawn() -> Iterator[Any]:
+    started: list[subprocess.Popen[str]] = []
+
+    def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+        full_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,
+            "CATENTIO_ALLOWED_NETWORKS": "127.0.0.0/8",
+            "CATENTIO_POLL_INTERVAL": "50ms",
+            "CATENTIO_LOG_FORMAT": "json",
+            **env,
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "worker", *args],
+            env=full_env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    return process.returncode, err
+
+
+def seed(runtime: Any, add_endpoint: Any, receiver: Any, count: int) -> None:
+    add_endpoint(runtime, receiver=receiver, path="/hook")
+    with runtime.sessions() as session, session.begin():
+        for i in range(count):
+            publish(session, workspace_id="ws_a", type="run.succeeded", data={"i": i})
+
+
+def test_run_embedded_delivers_and_stops_on_sigterm(
+    sqlite_url: str, make_runtime: Any, add_endpoint: Any, receiver: Any, spawn: Any
+) -> None:
+    """`catentio-webhooks run` on SQLite delivers every event, then exits 0 on SIGTERM."""
+    seed(make_runtime(sqlite_url), add_endpoint, receiver, 5)
+    process = spawn({"DATABASE_URL": sqlite_url}, "run", "--threads", "2")
+    assert receiver.wait_for(5, path="/hook", timeout=30), process.stderr
+    code, err = stop(process)
+    assert code == 0, err
+    assert all(r.verified for r in receiver.received())
+    assert '"event": "run.stopped"' in err
+
+
+def test_poller_and_worker_processes_on_postgres_and_redis(
+    postgres_url: str,
+    redis_server: str,
+    redis_namespace: str,
+    make_runtime: Any,
+    add_endpoint: Any,
+    receiver: Any,
+    spawn: Any,
+) -> None:
+    """Separate `poller` and two `worker` processes deliver every event exactly once."""
+    seed(make_runtime(postgres_url), add_endpoint, receiver, 30)
+    env = {
+        "DATABASE_URL": postgres_url,
+        "REDIS_URL": redis_server,
+        "CATENTIO_REDIS_NAMESPACE": redis_namespace,
+    }
+    processes = [
+        spawn(env, "poller"),
+        spawn(env, "worker", "--threads", "2"),
+        spawn(env, "worker", "--threads", "2"),
+    ]
+    assert receiver.wait_for(30, path="/hook", timeout=60)
+    for process in processes:
+        code, err = stop(process)
+        assert code == 0, err
+    ids = [r.headers["webhook-id"] for r in receiver.received("/hook")]
+    assert len(ids) == len(set(ids)) == 30
+
+
+def test_worker_without_redis_explains_itself(spawn: Any, sqlite_url: str) -> None:
+    """`worker` without REDIS_URL exits 2 with a one-line reason."""
+    process = spawn({"DATABASE_URL": sqlite_url}, "worker")
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert err.strip().splitlines()[-1].startswith("error: `worker` runs one half")
