@@ -1,26 +1,43 @@
-"""One delivery attempt, start to finish: claim, sign, send, record.
+"""One delivery attempt, start to finish: claim, admit, sign, send, record.
 
 The row decides, not the message. An attempt starts only by winning an atomic claim
 (pending, due, unleased → leased until the attempt's deadline plus a margin), so a
-duplicated or replayed broker message results in no second HTTP request. The attempt
-and the delivery's new state are written in one transaction, guarded by the lease token.
+duplicated or replayed broker message results in no second HTTP request.
+
+The claim transaction locks the endpoint's row first and then applies the delivery
+policy, in this order:
+
+1. endpoint disabled → the delivery is kept as ``skipped`` (replayable);
+2. endpoint paused → held (``held_by = "paused"``);
+3. circuit open and another delivery is the probe → held until the probe is done;
+4. as many deliveries in flight as the endpoint's concurrency limit → held briefly;
+5. over the rate limit → held until its reserved slot.
+
+A held delivery gets a later ``next_attempt_at`` and spends no attempt: being limited is
+our decision, not the receiver's failure. The attempt and the delivery's new state, the
+endpoint's health and any operational event are written in one transaction, guarded by
+the lease token.
 """
 
 from __future__ import annotations
 
+import random
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import or_, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from outbox import ids
 from outbox.clock import Clock, utcnow
+from outbox.database import lock_for_write
 from outbox.errors import DatabaseUnavailable, InvalidEndpointURL
 from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event, Trigger
+from worker import health, limits, notices
 from worker.endpoints import signing_keys
 from worker.errors import InvalidURL
 from worker.policy import Outcome, RetrySchedule, Verdict, classify
@@ -32,19 +49,32 @@ from worker.urls import check_endpoint_url
 
 log = structlog.get_logger("worker.delivery")
 
-PAUSED_RECHECK = timedelta(seconds=60)
-"""How often a delivery to a paused endpoint looks again (no attempt is spent)."""
+
+class Hold:
+    """Why a delivery waits without spending an attempt (``Delivery.held_by``)."""
+
+    PAUSED = "paused"
+    CIRCUIT = "circuit"
+    CONCURRENCY = "concurrency"
+    RATE = "rate"
+
+
+FALLBACK_PROBE_COOLDOWN = timedelta(minutes=1)
+"""Wait after a failed probe that has no retry of its own, with an empty schedule."""
 
 
 @dataclass(frozen=True)
 class Result:
-    """What ``Deliverer.deliver`` did. ``retry_in``: when to ring again, if at all."""
+    """What ``Deliverer.deliver`` did. ``retry_in``: when to ring again, if at all;
+    ``held_by``: why it was postponed without an attempt."""
 
     status: str
     retry_in: timedelta | None = None
+    held_by: str | None = None
 
 
 NOT_CLAIMED = Result("not_claimed")
+POSTPONED = "postponed"
 
 
 @dataclass(frozen=True)
@@ -67,6 +97,7 @@ class Deliverer:
         settings: Settings,
         schedule: RetrySchedule | None = None,
         clock: Clock = utcnow,
+        rng: random.Random | None = None,
     ) -> None:
         self._sessions = session_factory
         self._sender = sender
@@ -76,38 +107,41 @@ class Deliverer:
             settings.retry_schedule, jitter=settings.retry_jitter
         )
         self._clock = clock
+        self._rng = rng or random.Random()
 
     def deliver(self, delivery_id: str) -> Result:
-        """Make the attempt that is due for ``delivery_id``, if this call wins the claim.
+        """Make the attempt that is due for ``delivery_id``, if this call wins the claim
+        and the endpoint's policy admits it.
 
-        Raises :class:`~outbox.errors.DatabaseUnavailable` when the database fails before
-        the request is sent; no attempt is spent and the caller may simply try again.
+        Raises :class:`~outbox.errors.DatabaseUnavailable` when the database fails; no
+        attempt is spent and the caller may simply try again.
         """
         structlog.contextvars.bind_contextvars(delivery_id=delivery_id)
         try:
-            claim = self._claim(delivery_id)
+            claimed = self._claim(delivery_id)
         except SQLAlchemyError as exc:
             raise DatabaseUnavailable(f"claiming {delivery_id}: {exc}") from exc
-        if claim is None:
-            log.debug("delivery.not_claimed")
-            return NOT_CLAIMED
-        structlog.contextvars.bind_contextvars(
-            event_id=claim.event.id,
-            endpoint_id=claim.endpoint.id,
-            attempt=claim.delivery.attempt_count + 1,
-        )
-        if not claim.endpoint.enabled:
-            return self._finish_skipped(claim)
-        if claim.endpoint.paused:
-            return self._postpone(claim, PAUSED_RECHECK, reason="endpoint paused")
-        return self._attempt(claim)
+        if isinstance(claimed, Result):
+            return claimed
+        return self._attempt(claimed)
 
-    # -- claim ---------------------------------------------------------------------
+    # -- claim and admission -------------------------------------------------------
 
-    def _claim(self, delivery_id: str) -> _Claim | None:
+    def _claim(self, delivery_id: str) -> _Claim | Result:
         now = self._clock()
         token = secrets.token_hex(16)
         with self._sessions() as session, session.begin():
+            lock_for_write(session)
+            endpoint_id = session.scalar(
+                select(Delivery.endpoint_id).where(Delivery.id == delivery_id)
+            )
+            if endpoint_id is None:
+                return NOT_CLAIMED
+            endpoint = _lock_endpoint(session, endpoint_id)
+            # Read under the endpoint's lock, which every claim of this endpoint takes.
+            previous_hold = session.scalar(
+                select(Delivery.held_by).where(Delivery.id == delivery_id)
+            )
             won = session.execute(
                 update(Delivery)
                 .where(
@@ -119,16 +153,107 @@ class Deliverer:
                 .values(
                     lease_until=now + self._settings.lease_duration,
                     lease_token=token,
+                    held_by=None,
                     updated_at=now,
                 )
                 .execution_options(synchronize_session=False)
             )
             if won.rowcount != 1:  # type: ignore[attr-defined]
-                return None
+                log.debug("delivery.not_claimed")
+                return NOT_CLAIMED
             delivery = session.get_one(Delivery, delivery_id)
+            structlog.contextvars.bind_contextvars(
+                event_id=delivery.event_id,
+                endpoint_id=endpoint.id,
+                attempt=delivery.attempt_count + 1,
+            )
+            if not endpoint.enabled:
+                return self._skip(session, delivery, endpoint, now)
+            hold = self._gate(session, endpoint, delivery, previous_hold, now)
+            if hold is not None:
+                return self._hold(session, delivery, token, hold, now)
             event = session.get_one(Event, delivery.event_id)
-            endpoint = session.get_one(Endpoint, delivery.endpoint_id)
             return _Claim(token, delivery, event, endpoint)
+
+    def _gate(
+        self,
+        session: Session,
+        endpoint: Endpoint,
+        delivery: Delivery,
+        previous_hold: str | None,
+        now: datetime,
+    ) -> tuple[str, timedelta] | None:
+        """Why and how long ``delivery`` must wait, or ``None`` to admit it now (then
+        the admission is recorded: it may become the probe, it takes a rate slot)."""
+        settings = self._settings
+        if endpoint.paused:
+            return Hold.PAUSED, settings.paused_recheck
+        threshold = settings.circuit_threshold
+        probe_done = health.held_until(endpoint, delivery.id, now=now, threshold=threshold)
+        if probe_done is not None:
+            return Hold.CIRCUIT, self._spread(probe_done - now)
+        limit = limits.concurrency_limit(endpoint, settings.max_concurrency)
+        busy = limits.in_flight(session, endpoint.id, now=now, besides=delivery.id)
+        if busy >= limit:
+            return Hold.CONCURRENCY, self._spread(settings.limited_retry)
+        rate = endpoint.rate_limit or settings.rate_limit
+        if rate and previous_hold != Hold.RATE:  # a delivery back from a rate hold owns its slot
+            decision = limits.rate_decision(rate, endpoint.rate_tat, now=now)
+            endpoint.rate_tat = decision.tat
+            if decision.wait is not None:
+                return Hold.RATE, decision.wait
+        if health.start_probe(
+            endpoint,
+            delivery.id,
+            now=now,
+            threshold=threshold,
+            lease=settings.lease_duration,
+        ):
+            log.info("delivery.probing", failures=endpoint.consecutive_failures)
+        return None
+
+    def _spread(self, delay: timedelta) -> timedelta:
+        """``delay`` plus up to ``retry_jitter`` of it (at least up to one
+        ``limited_retry``), so held deliveries do not all come back at once."""
+        spread = max(delay * self._settings.retry_jitter, self._settings.limited_retry)
+        return max(delay, timedelta(0)) + spread * self._rng.random()
+
+    def _hold(
+        self,
+        session: Session,
+        delivery: Delivery,
+        token: str,
+        hold: tuple[str, timedelta],
+        now: datetime,
+    ) -> Result:
+        reason, delay = hold
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery.id, Delivery.lease_token == token)
+            .values(
+                lease_until=None,
+                lease_token=None,
+                next_attempt_at=now + delay,
+                rung_at=now,
+                held_by=reason,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        log.info("delivery.held", held_by=reason, retry_in_s=round(delay.total_seconds(), 3))
+        return Result(POSTPONED, delay, held_by=reason)
+
+    def _skip(
+        self, session: Session, delivery: Delivery, endpoint: Endpoint, now: datetime
+    ) -> Result:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery.id)
+            .values(**_skipped(endpoint, now))
+            .execution_options(synchronize_session=False)
+        )
+        log.info("delivery.skipped", reason=endpoint.disabled_reason)
+        return Result(DeliveryStatus.SKIPPED)
 
     # -- the attempt ---------------------------------------------------------------
 
@@ -170,115 +295,170 @@ class Deliverer:
             duration_ms=round(result.duration * 1000, 1),
             retry_in_s=round(retry_in.total_seconds(), 1) if retry_in else None,
         )
-        return Result(status, retry_in)
+        return Result(status, retry_in if status == DeliveryStatus.PENDING else None)
 
     def _record(
         self, claim: _Claim, attempt: Attempt, outcome: Outcome, retry_in: timedelta | None
     ) -> str:
-        """Write the attempt and the delivery's new state; returns that state."""
+        """Write the attempt, the delivery's new state and the endpoint's health, in one
+        transaction; returns the delivery's new status."""
+        try:
+            with self._sessions() as session, session.begin():
+                lock_for_write(session)
+                return self._write(session, claim, attempt, outcome, retry_in)
+        except SQLAlchemyError as exc:
+            # The request went out but cannot be recorded. No attempt is counted; the
+            # lease expires and the sweeper rings again: at-least-once, never lost.
+            raise DatabaseUnavailable(
+                f"recording an attempt of {claim.delivery.id}: {exc}"
+            ) from exc
+
+    def _write(
+        self,
+        session: Session,
+        claim: _Claim,
+        attempt: Attempt,
+        outcome: Outcome,
+        retry_in: timedelta | None,
+    ) -> str:
         now = self._clock()
         delivery = claim.delivery
-        values: dict[str, object] = {
+        endpoint = _lock_endpoint(session, delivery.endpoint_id)
+        change = health.HealthChange()
+        if endpoint.enabled:
+            next_try = now + (retry_in or self._cooldown(delivery))
+            change = health.after_attempt(
+                endpoint,
+                delivery.id,
+                outcome,
+                now=now,
+                next_try=next_try,
+                threshold=self._settings.circuit_threshold,
+                disable_after=self._settings.disable_after,
+            )
+        values: dict[str, Any] = {
             "attempt_count": Delivery.attempt_count + 1,
             "cycle_attempts": Delivery.cycle_attempts + 1,
             "lease_until": None,
             "lease_token": None,
+            "held_by": None,
             "next_trigger": Trigger.SCHEDULED,
             "last_status_code": attempt.response_status,
             "last_error_kind": outcome.error_kind,
             "last_error": outcome.reason,
             "updated_at": now,
         }
+        exhausted = False
         if outcome.verdict is Verdict.SUCCEEDED:
             status = DeliveryStatus.SUCCEEDED
-        elif retry_in is not None:
+        elif retry_in is not None and endpoint.enabled:
             status = DeliveryStatus.PENDING
             values.update(next_attempt_at=now + retry_in, rung_at=now)
+        elif retry_in is not None:
+            # Its endpoint is disabled now: keep it, replayable, like those never tried.
+            status = DeliveryStatus.SKIPPED
+            values.update(_skipped(endpoint, now), last_error=outcome.reason)
         else:
             status = DeliveryStatus.FAILED
+            exhausted = outcome.verdict is Verdict.RETRY
         if status != DeliveryStatus.PENDING:
             values.update(status=status, next_attempt_at=None, completed_at=now)
-        try:
-            with self._sessions() as session, session.begin():
-                kept = session.execute(
-                    update(Delivery)
-                    .where(Delivery.id == delivery.id, Delivery.lease_token == claim.token)
-                    .values(**values)
-                    .execution_options(synchronize_session=False)
-                )
-                if kept.rowcount != 1:  # type: ignore[attr-defined]
-                    # Our lease ran out and another worker took the delivery over; its
-                    # record wins. The receiver may see this event twice (at-least-once).
-                    log.warning("delivery.lease_lost")
-                    session.rollback()
-                    return "lease_lost"
-                session.add(attempt)
-                self._update_health(session, claim.endpoint, outcome, now)
-            return status
-        except SQLAlchemyError as exc:
-            # The request went out but cannot be recorded. The lease expires and the
-            # sweeper rings again: at-least-once, never lost.
-            raise DatabaseUnavailable(f"recording an attempt of {delivery.id}: {exc}") from exc
-
-    def _update_health(
-        self, session: Session, endpoint: Endpoint, outcome: Outcome, now: datetime
-    ) -> None:
-        query = update(Endpoint).where(Endpoint.id == endpoint.id)
-        if outcome.verdict is Verdict.SUCCEEDED:
-            session.execute(
-                query.values(consecutive_failures=0, failing_since=None, last_success_at=now)
+        kept = session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery.id, Delivery.lease_token == claim.token)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if kept.rowcount != 1:  # type: ignore[attr-defined]
+            # Our lease ran out and another worker took the delivery over; its record
+            # wins. The receiver may see this event twice (at-least-once).
+            log.warning("delivery.lease_lost")
+            session.rollback()
+            return "lease_lost"
+        session.add(attempt)
+        events = self._settings.operational_events
+        if change.disabled is not None:
+            skipped = _skip_waiting(session, endpoint, now)
+            log.warning("endpoint.deliveries_skipped", deliveries=skipped)
+            if events:
+                notices.endpoint_disabled(session, endpoint, now=now)
+        if change.recovered:
+            released = _release_held(session, endpoint.id, now)
+            log.info("endpoint.deliveries_released", deliveries=released)
+        if exhausted and events:
+            notices.delivery_exhausted(
+                session,
+                delivery,
+                attempts=delivery.attempt_count + 1,
+                status_code=attempt.response_status,
+                error_kind=outcome.error_kind,
+                now=now,
             )
-            return
-        values: dict[str, object] = {
-            "consecutive_failures": Endpoint.consecutive_failures + 1,
-            "last_failure_at": now,
-            "failing_since": endpoint.failing_since or now,
-        }
-        if outcome.verdict is Verdict.GONE:
-            values.update(
-                enabled=False, disabled_reason=outcome.reason, disabled_at=now, updated_at=now
-            )
-            log.warning("endpoint.disabled", reason=outcome.reason)
-        session.execute(query.values(**values))
+        return status
 
-    # -- no attempt ----------------------------------------------------------------
+    def _cooldown(self, delivery: Delivery) -> timedelta:
+        """How long an open circuit waits after a probe that will not retry itself."""
+        steps = len(self._schedule.delays)
+        if steps == 0:
+            return FALLBACK_PROBE_COOLDOWN
+        return self._schedule.next_delay(min(delivery.cycle_attempts + 1, steps)) or (
+            FALLBACK_PROBE_COOLDOWN
+        )
 
-    def _finish_skipped(self, claim: _Claim) -> Result:
-        now = self._clock()
-        with self._sessions() as session, session.begin():
-            session.execute(
-                update(Delivery)
-                .where(Delivery.id == claim.delivery.id, Delivery.lease_token == claim.token)
-                .values(
-                    status=DeliveryStatus.SKIPPED,
-                    lease_until=None,
-                    lease_token=None,
-                    next_attempt_at=None,
-                    completed_at=now,
-                    updated_at=now,
-                    last_error=f"endpoint disabled: {claim.endpoint.disabled_reason}",
-                )
-            )
-        log.info("delivery.skipped", reason=claim.endpoint.disabled_reason)
-        return Result(DeliveryStatus.SKIPPED)
 
-    def _postpone(self, claim: _Claim, delay: timedelta, *, reason: str) -> Result:
-        """Look again later without spending an attempt."""
-        now = self._clock()
-        with self._sessions() as session, session.begin():
-            session.execute(
-                update(Delivery)
-                .where(Delivery.id == claim.delivery.id, Delivery.lease_token == claim.token)
-                .values(
-                    lease_until=None,
-                    lease_token=None,
-                    next_attempt_at=now + delay,
-                    rung_at=now,
-                    updated_at=now,
-                )
-            )
-        log.info("delivery.postponed", reason=reason, retry_in_s=delay.total_seconds())
-        return Result("postponed", delay)
+def _lock_endpoint(session: Session, endpoint_id: str) -> Endpoint:
+    """Load and lock the endpoint's row. Every transaction that writes an endpoint and
+    its deliveries locks the endpoint first, so claims and records of one endpoint queue
+    instead of deadlocking. ``FOR NO KEY UPDATE`` (``key_share``) does not block the
+    poller inserting deliveries that reference the endpoint."""
+    query = select(Endpoint).where(Endpoint.id == endpoint_id).with_for_update(key_share=True)
+    return session.scalars(query).one()
+
+
+def _skipped(endpoint: Endpoint, now: datetime) -> dict[str, Any]:
+    """Column values of a delivery kept as ``skipped`` because ``endpoint`` is disabled."""
+    return {
+        "status": DeliveryStatus.SKIPPED,
+        "lease_until": None,
+        "lease_token": None,
+        "held_by": None,
+        "next_attempt_at": None,
+        "completed_at": now,
+        "updated_at": now,
+        "last_error": f"endpoint disabled: {endpoint.disabled_reason}",
+    }
+
+
+def _skip_waiting(session: Session, endpoint: Endpoint, now: datetime) -> int:
+    """Keep the just-disabled endpoint's waiting deliveries as ``skipped``. Deliveries
+    under another worker's lease are left to that worker, which records them."""
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.endpoint_id == endpoint.id,
+            Delivery.status == DeliveryStatus.PENDING,
+            or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
+        )
+        .values(**_skipped(endpoint, now))
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _release_held(session: Session, endpoint_id: str, now: datetime) -> int:
+    """The circuit closed: deliveries held behind the probe are due now. Their own
+    delayed messages, or the sweeper, ring them."""
+    result = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.endpoint_id == endpoint_id,
+            Delivery.status == DeliveryStatus.PENDING,
+            Delivery.held_by == Hold.CIRCUIT,
+        )
+        .values(next_attempt_at=now, held_by=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def _attempt_row(

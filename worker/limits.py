@@ -1,0 +1,68 @@
+"""Per-endpoint limits: deliveries in flight, and deliveries started per second.
+
+Both are decided inside the claim transaction, with the endpoint's row locked, so they
+hold across every worker thread of every process (the database is the one place they
+all share):
+
+* **Concurrency**: a delivery is in flight while it holds a lease. A claim that would
+  make more than the endpoint's limit in flight is held back instead. A worker that
+  dies mid-attempt frees its slot when its lease expires.
+* **Rate**: a generic cell rate algorithm (GCRA) on one column, ``endpoints.rate_tat``,
+  the moment the next delivery would be exactly on schedule. A burst of up to one
+  second's worth of deliveries is let through, then they are spaced evenly.
+
+Being limited is our decision, not the receiver's failure: the delivery is re-scheduled
+and no attempt is spent (``worker.delivery``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from outbox.models import Delivery, Endpoint
+
+
+def in_flight(session: Session, endpoint_id: str, *, now: datetime, besides: str) -> int:
+    """How many of the endpoint's deliveries other than ``besides`` are under lease."""
+    query = (
+        select(func.count())
+        .select_from(Delivery)
+        .where(
+            Delivery.endpoint_id == endpoint_id,
+            Delivery.lease_until.is_not(None),
+            Delivery.lease_until > now,
+            Delivery.id != besides,
+        )
+    )
+    return int(session.scalar(query) or 0)
+
+
+def concurrency_limit(endpoint: Endpoint, default: int) -> int:
+    """The endpoint's own limit, or the configured default."""
+    return endpoint.max_concurrency or default
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    """``wait``: how long until a delivery may start (``None``: now). ``tat``: the
+    endpoint's new rate state if it starts now."""
+
+    wait: timedelta | None
+    tat: datetime
+
+
+def rate_decision(rate: float, tat: datetime | None, *, now: datetime) -> RateDecision:
+    """GCRA for ``rate`` deliveries per second, allowing a burst of ``max(1, rate)``."""
+    interval = timedelta(seconds=1 / rate)
+    burst = max(1, math.floor(rate))
+    tolerance = interval * (burst - 1)
+    arrival = max(tat or now, now)
+    early = arrival - now - tolerance
+    if early > timedelta(0):
+        return RateDecision(wait=early, tat=arrival)
+    return RateDecision(wait=None, tat=arrival + interval)
