@@ -9,7 +9,8 @@ all share):
   dies mid-attempt frees its slot when its lease expires.
 * **Rate**: a generic cell rate algorithm (GCRA) on one column, ``endpoints.rate_tat``,
   the moment the next delivery would be exactly on schedule. A burst of up to one
-  second's worth of deliveries is let through, then they are spaced evenly.
+  second's worth of deliveries is let through, then they are spaced evenly; a delivery
+  that must wait reserves its slot and is held until then.
 
 Being limited is our decision, not the receiver's failure: the delivery is re-scheduled
 and no attempt is spent (``worker.delivery``).
@@ -49,20 +50,23 @@ def concurrency_limit(endpoint: Endpoint, default: int) -> int:
 
 @dataclass(frozen=True)
 class RateDecision:
-    """``wait``: how long until a delivery may start (``None``: now). ``tat``: the
-    endpoint's new rate state if it starts now."""
+    """``wait``: how long until the delivery's slot (``None``: it may start now).
+    ``tat``: the endpoint's new rate state, with that slot taken."""
 
     wait: timedelta | None
     tat: datetime
 
 
 def rate_decision(rate: float, tat: datetime | None, *, now: datetime) -> RateDecision:
-    """GCRA for ``rate`` deliveries per second, allowing a burst of ``max(1, rate)``."""
+    """GCRA for ``rate`` deliveries per second, allowing a burst of ``max(1, rate)``.
+
+    A delivery that has to wait is given the next free slot and that slot is taken at
+    once (a reservation), so held deliveries come back one by one at their own times
+    instead of all retrying together; back at its slot, it does not ask again.
+    """
     interval = timedelta(seconds=1 / rate)
     burst = max(1, math.floor(rate))
     tolerance = interval * (burst - 1)
     arrival = max(tat or now, now)
     early = arrival - now - tolerance
-    if early > timedelta(0):
-        return RateDecision(wait=early, tat=arrival)
-    return RateDecision(wait=None, tat=arrival + interval)
+    return RateDecision(wait=early if early > timedelta(0) else None, tat=arrival + interval)
