@@ -26,6 +26,7 @@ from outbox import ids
 from outbox.clock import Clock, utcnow
 from outbox.database import lock_for_write
 from outbox.models import Delivery, DeliveryStatus, Endpoint, Event, Trigger
+from outbox.retention import Retention
 from outbox.validation import matches_any
 
 log = structlog.get_logger("outbox.poller")
@@ -64,6 +65,8 @@ class Poller:
     batch_size: int = DEFAULT_BATCH_SIZE
     sweep_after: timedelta = DEFAULT_SWEEP_AFTER
     clock: Clock = utcnow
+    # Finished history older than this is pruned from the loop, a little at a time.
+    retention: timedelta | None = None
 
     def poll_once(self) -> PollResult:
         """Fan out one batch of waiting events, commit, then dispatch the new deliveries.
@@ -146,12 +149,17 @@ class Poller:
         stop the loop."""
         idle = 0.0
         next_sweep = 0.0
+        pruner = None
+        if self.retention is not None:
+            pruner = Retention(self.session_factory, self.retention, clock=self.clock)
         while not stop.is_set():
             try:
                 result = self.poll_once()
                 if time.monotonic() >= next_sweep:
                     self.sweep_once()
                     next_sweep = time.monotonic() + sweep_interval
+                if pruner is not None:
+                    pruner.run_if_due()
             except SQLAlchemyError as exc:
                 log.error("outbox.poll_failed", error=str(exc).splitlines()[0])
                 stop.wait(interval)

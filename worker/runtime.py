@@ -123,6 +123,7 @@ class Runtime:
             batch_size=self.settings.poll_batch_size,
             sweep_after=self.settings.sweep_after,
             clock=self.clock,
+            retention=self.settings.retention,
         )
 
     def start_worker(self, threads: int | None = None) -> dramatiq.Worker:

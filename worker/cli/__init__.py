@@ -71,9 +71,27 @@ def main(ctx: click.Context) -> None:
 
 
 def _register() -> None:
-    from worker.cli import db, deliveries, demo, endpoints, events, processes, secrets
+    from worker.cli import (
+        db,
+        deliveries,
+        demo,
+        endpoints,
+        events,
+        processes,
+        prune,
+        secrets,
+    )
 
-    for module in (db, deliveries, demo, endpoints, events, processes, secrets):
+    for module in (
+        db,
+        deliveries,
+        demo,
+        endpoints,
+        events,
+        processes,
+        secrets,
+        prune,
+    ):
         for command in module.COMMANDS:
             main.add_command(command)
 
