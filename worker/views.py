@@ -8,6 +8,7 @@ from typing import Any
 
 from outbox.envelope import isoformat
 from outbox.models import Attempt, Delivery, Endpoint, Event
+from worker.activity import Activity
 
 
 def _time(value: datetime | None) -> str | None:
@@ -67,7 +68,10 @@ def delivery_view(delivery: Delivery) -> dict[str, Any]:
         "event_type": delivery.event_type,
         "status": delivery.status,
         "attempts": delivery.attempt_count,
+        "cycle_attempts": delivery.cycle_attempts,
+        "next_trigger": delivery.next_trigger,
         "next_attempt_at": _time(delivery.next_attempt_at),
+        "held_by": delivery.held_by,
         "leased_until": _time(delivery.lease_until),
         "last_status_code": delivery.last_status_code,
         "last_error_kind": delivery.last_error_kind,
@@ -95,3 +99,20 @@ def attempt_view(attempt: Attempt) -> dict[str, Any]:
         "response_body": attempt.response_body,
         "response_truncated": attempt.response_truncated,
     }
+
+
+def activity_view(activity: Activity) -> dict[str, Any]:
+    """An endpoint's recent success rates and backlog."""
+    return {
+        "success_rate_hour": activity.success_rate_hour,
+        "attempts_hour": activity.attempts_hour,
+        "success_rate_day": activity.success_rate_day,
+        "attempts_day": activity.attempts_day,
+        "pending": activity.pending,
+        "in_flight": activity.in_flight,
+    }
+
+
+def fanout_text(statuses: dict[str, int]) -> str:
+    """``{"succeeded": 2, "failed": 1}`` → ``"failed 1, succeeded 2"`` ("-": none)."""
+    return ", ".join(f"{status} {count}" for status, count in sorted(statuses.items())) or "-"

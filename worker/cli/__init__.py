@@ -80,6 +80,7 @@ def _register() -> None:
         processes,
         prune,
         secrets,
+        stats,
     )
 
     for module in (
@@ -91,6 +92,7 @@ def _register() -> None:
         processes,
         secrets,
         prune,
+        stats,
     ):
         for command in module.COMMANDS:
             main.add_command(command)

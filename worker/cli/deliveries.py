@@ -2,15 +2,36 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from sqlalchemy import select
 
 from outbox.errors import DeliveryNotFound
-from outbox.models import Attempt, Delivery, DeliveryStatus
-from worker.cli.options import json_option
-from worker.cli.output import print_json, print_record, print_table
+from outbox.models import Attempt, Delivery
+from worker.cli import filters
+from worker.cli.formats import Format, format_options, pick_format
+from worker.cli.listing import print_listing
+from worker.cli.options import json_option, split_values
+from worker.cli.output import console, print_json, print_jsonl, print_record
 from worker.cli.state import State, pass_state
+from worker.history import DeliveryFilter, delivery_page, iter_deliveries
 from worker.views import attempt_view, delivery_view
+
+SHOWN_BODY_CHARS = 2000
+"""Response body characters printed per attempt in the table view (``--json`` has all
+that was stored, itself capped by CATENTIO_MAX_RESPONSE_BYTES)."""
+
+LIST_COLUMNS = [
+    "id",
+    "created_at",
+    "event_type",
+    "endpoint_id",
+    "status",
+    "attempts",
+    "last",
+    "next_attempt_at",
+]
 
 
 @click.group()
@@ -18,51 +39,82 @@ def deliveries() -> None:
     """Deliveries and their attempts."""
 
 
+def _row(delivery: Delivery) -> dict[str, Any]:
+    view = delivery_view(delivery)
+    view["last"] = view["last_status_code"] or view["last_error_kind"]
+    return view
+
+
 @deliveries.command("list")
-@click.option("--workspace")
-@click.option("--endpoint", "endpoint_id")
-@click.option("--event", "event_id")
-@click.option("--status", type=click.Choice(DeliveryStatus.ALL))
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
-@json_option
+@click.option("--workspace", help="Only this workspace.")
+@click.option("--endpoint", "endpoint_id", help="Only to this endpoint.")
+@click.option("--event", "event_id", help="Only of this event.")
+@click.option(
+    "--type", "types", multiple=True, help="Event type, 'prefix.*' or '*'; repeat or comma."
+)
+@filters.status_option
+@filters.window_options
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000_000),
+    default=50,
+    show_default=True,
+    help="Rows to print (with --jsonl, read in batches: any number).",
+)
+@click.option("--after", "cursor", help="Continue after this cursor (next_cursor of a page).")
+@format_options
 @pass_state
 def deliveries_list(
     state: State,
     workspace: str | None,
     endpoint_id: str | None,
     event_id: str | None,
-    status: str | None,
+    types: tuple[str, ...],
+    status_values: tuple[str, ...],
+    since: str | None,
+    until: str | None,
     limit: int,
+    cursor: str | None,
     as_json: bool,
+    as_jsonl: bool,
 ) -> None:
-    """Newest deliveries first."""
-    query = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
-    if workspace:
-        query = query.where(Delivery.workspace_id == workspace)
-    if endpoint_id:
-        query = query.where(Delivery.endpoint_id == endpoint_id)
-    if event_id:
-        query = query.where(Delivery.event_id == event_id)
-    if status:
-        query = query.where(Delivery.status == status)
-    with state.sessions()() as session:
-        rows = [delivery_view(d) for d in session.scalars(query)]
-    if as_json:
+    """Newest deliveries first, a page at a time.
+
+    --since/--until select by creation time (2h, 3d or an ISO time). Pages are keyset:
+    pass the id of a page's last row as --after to get the next one (the table prints
+    it); a page shorter than --limit is the last.
+    """
+    fmt = pick_format(as_json, as_jsonl)
+    selection = DeliveryFilter(
+        workspace_id=workspace,
+        endpoint_id=endpoint_id,
+        event_id=event_id,
+        event_types=tuple(split_values(types)),
+        statuses=filters.statuses(status_values),
+        since=filters.moment("--since", since),
+        until=filters.moment("--until", until),
+    )
+    sessions = state.sessions()
+    if fmt is Format.JSONL:
+        print_jsonl(
+            _row(d) for d in iter_deliveries(sessions, selection, limit=limit, after=cursor)
+        )
+        return
+    with sessions() as session:
+        page = delivery_page(session, selection, limit=limit, after=cursor)
+    rows = [_row(d) for d in page.rows]
+    if fmt is Format.JSON:
         print_json(rows)
         return
-    print_table(
+    print_listing(
         rows,
-        [
-            "id",
-            "event_type",
-            "endpoint_id",
-            "status",
-            "attempts",
-            "last_status_code",
-            "next_attempt_at",
-        ],
-        headers={"last_status_code": "last", "next_attempt_at": "next attempt"},
+        LIST_COLUMNS,
+        headers={"created_at": "created", "next_attempt_at": "next attempt"},
     )
+    if page.next_cursor:
+        click.echo(f"more: --after {page.next_cursor}")
+    elif not rows:
+        click.echo("no deliveries match")
 
 
 @deliveries.command("show")
@@ -70,7 +122,8 @@ def deliveries_list(
 @json_option
 @pass_state
 def deliveries_show(state: State, delivery_id: str, as_json: bool) -> None:
-    """One delivery with every attempt: request headers sent, response, timing."""
+    """One delivery with every attempt: when, how long, what status or error, the
+    request headers sent (no secret) and the response headers and body (capped)."""
     with state.sessions()() as session:
         delivery = session.get(Delivery, delivery_id)
         if delivery is None:
@@ -86,7 +139,7 @@ def deliveries_show(state: State, delivery_id: str, as_json: bool) -> None:
         print_json(view)
         return
     print_record(delivery_view(delivery), title=delivery_id)
-    print_table(
+    print_listing(
         attempts,
         [
             "number",
@@ -101,10 +154,28 @@ def deliveries_show(state: State, delivery_id: str, as_json: bool) -> None:
         headers={"response_status": "status", "duration_ms": "ms"},
     )
     for attempt in attempts:
-        body = attempt["response_body"]
-        if body:
-            shown = body if len(body) <= 500 else body[:500] + "…"
-            click.echo(f"attempt {attempt['number']} response body: {shown}")
+        _print_attempt(attempt)
+
+
+def _print_attempt(attempt: dict[str, Any]) -> None:
+    out = console()
+    status = attempt["response_status"] or attempt["error_kind"] or "-"
+    out.rule(f"attempt {attempt['number']} ({attempt['trigger']}): {status}", align="left")
+    if attempt["error"]:
+        out.print(f"error: {attempt['error']}", markup=False)
+    out.print("request headers:", markup=False)
+    for name, value in sorted(attempt["request_headers"].items()):
+        out.print(f"  {name}: {value}", markup=False)
+    if attempt["response_headers"] is not None:
+        out.print("response headers:", markup=False)
+        for name, value in sorted(attempt["response_headers"].items()):
+            out.print(f"  {name}: {value}", markup=False)
+    body = attempt["response_body"]
+    if body:
+        shown = body if len(body) <= SHOWN_BODY_CHARS else body[:SHOWN_BODY_CHARS] + "…"
+        more = " (truncated when received)" if attempt["response_truncated"] else ""
+        out.print(f"response body{more}:", markup=False)
+        out.print(f"  {shown}", markup=False, highlight=False)
 
 
 COMMANDS = [deliveries]

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from outbox.errors import EventNotFound
-from outbox.models import Delivery, Event
+from outbox.models import Delivery, Endpoint, Event
 from outbox.publish import publish
-from worker.cli.options import json_option, parse_json_object
-from worker.cli.output import print_json, print_record, print_table
+from worker.cli import filters
+from worker.cli.formats import Format, format_options, pick_format
+from worker.cli.listing import print_listing
+from worker.cli.options import json_option, parse_json_object, split_values
+from worker.cli.output import print_json, print_jsonl, print_record
 from worker.cli.state import State, pass_state
-from worker.views import delivery_view, event_view
+from worker.history import EventFilter, event_page
+from worker.views import delivery_view, event_view, fanout_text
 
 
 @click.group()
@@ -55,27 +62,97 @@ def events_publish(
         click.echo(f"published {event.id} ({event.type}) in {event.workspace_id}")
 
 
+def _fanout(session: Session, event_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Per event: how many of its deliveries are in each status."""
+    counts: dict[str, dict[str, int]] = {i: {} for i in event_ids}
+    if event_ids:
+        query = (
+            select(Delivery.event_id, Delivery.status, func.count())
+            .where(Delivery.event_id.in_(event_ids))
+            .group_by(Delivery.event_id, Delivery.status)
+        )
+        for event_id, status, count in session.execute(query):
+            counts[event_id][status] = int(count)
+    return counts
+
+
+def _rows(session: Session, page: list[Event]) -> list[dict[str, Any]]:
+    fanout = _fanout(session, [e.id for e in page])
+    return [
+        {**event_view(e), "deliveries": fanout[e.id], "fanout": fanout_text(fanout[e.id])}
+        for e in page
+    ]
+
+
 @events.command("list")
-@click.option("--workspace")
-@click.option("--type", "event_type")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
-@json_option
+@click.option("--workspace", help="Only this workspace.")
+@click.option(
+    "--type", "types", multiple=True, help="Event type, 'prefix.*' or '*'; repeat or comma."
+)
+@click.option(
+    "--waiting/--dispatched",
+    default=None,
+    help="Only events still waiting in the outbox, or only those already fanned out.",
+)
+@filters.window_options
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000_000),
+    default=50,
+    show_default=True,
+    help="Rows to print (with --jsonl, read in batches: any number).",
+)
+@click.option("--after", "cursor", help="Continue after this cursor (next_cursor of a page).")
+@format_options
 @pass_state
 def events_list(
-    state: State, workspace: str | None, event_type: str | None, limit: int, as_json: bool
+    state: State,
+    workspace: str | None,
+    types: tuple[str, ...],
+    waiting: bool | None,
+    since: str | None,
+    until: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+    as_jsonl: bool,
 ) -> None:
-    """Newest events first."""
-    query = select(Event).order_by(Event.id.desc()).limit(limit)
-    if workspace:
-        query = query.where(Event.workspace_id == workspace)
-    if event_type:
-        query = query.where(Event.type == event_type)
-    with state.sessions()() as session:
-        rows = [event_view(e) for e in session.scalars(query)]
-    if as_json:
+    """Newest events first, with their fan-out (deliveries per status)."""
+    fmt = pick_format(as_json, as_jsonl)
+    selection = EventFilter(
+        workspace_id=workspace,
+        event_types=tuple(split_values(types)),
+        waiting=waiting,
+        since=filters.moment("--since", since),
+        until=filters.moment("--until", until),
+    )
+    sessions = state.sessions()
+    if fmt is Format.JSONL:
+        left = limit
+        while left > 0:
+            with sessions() as session:
+                page = event_page(session, selection, limit=min(500, left), after=cursor)
+                print_jsonl(_rows(session, page.rows))
+            left -= len(page.rows)
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+        return
+    with sessions() as session:
+        page = event_page(session, selection, limit=limit, after=cursor)
+        rows = _rows(session, page.rows)
+    if fmt is Format.JSON:
         print_json(rows)
-    else:
-        print_table(rows, ["id", "workspace_id", "type", "created_at", "dispatched_at"])
+        return
+    print_listing(
+        rows,
+        ["id", "workspace_id", "type", "created_at", "dispatched_at", "fanout"],
+        headers={"workspace_id": "workspace", "fanout": "deliveries"},
+    )
+    if page.next_cursor:
+        click.echo(f"more: --after {page.next_cursor}")
+    elif not rows:
+        click.echo("no events match")
 
 
 @events.command("show")
@@ -83,15 +160,18 @@ def events_list(
 @json_option
 @pass_state
 def events_show(state: State, event_id: str, as_json: bool) -> None:
-    """One event, its exact body and where it was delivered."""
+    """One event, its exact body and its fan-out: which endpoints, which statuses."""
     with state.sessions()() as session:
         event = session.get(Event, event_id)
         if event is None:
             raise EventNotFound(f"no event {event_id!r}")
         fanout = [
-            delivery_view(d)
-            for d in session.scalars(
-                select(Delivery).where(Delivery.event_id == event_id).order_by(Delivery.id)
+            {**delivery_view(delivery), "endpoint_url": url}
+            for delivery, url in session.execute(
+                select(Delivery, Endpoint.url)
+                .join(Endpoint, Endpoint.id == Delivery.endpoint_id)
+                .where(Delivery.event_id == event_id)
+                .order_by(Delivery.id)
             )
         ]
     view = {**event_view(event, with_body=True), "deliveries": fanout}
@@ -99,8 +179,14 @@ def events_show(state: State, event_id: str, as_json: bool) -> None:
         print_json(view)
         return
     print_record({k: v for k, v in view.items() if k not in ("deliveries", "data")}, title=event_id)
-    print_table(
-        fanout, ["id", "endpoint_id", "status", "attempts", "last_status_code"], title="deliveries"
+    if not fanout:
+        click.echo("no deliveries (waiting in the outbox, or no endpoint subscribed)")
+        return
+    print_listing(
+        fanout,
+        ["id", "endpoint_id", "endpoint_url", "status", "attempts", "last_status_code"],
+        title="deliveries",
+        headers={"endpoint_url": "url", "last_status_code": "last"},
     )
 
 

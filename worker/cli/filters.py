@@ -1,0 +1,79 @@
+"""Parsing the selection options of ``deliveries list``, ``events list`` and ``replay``.
+
+Bad values raise our ``ValidationError``, so the command line answers with one line on
+stderr and exit code 2, whichever option was wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import click
+
+from outbox.clock import utcnow
+from outbox.errors import InvalidDuration, ValidationError
+from outbox.models import DeliveryStatus
+from worker.cli.options import split_values
+from worker.durations import parse_moment
+from worker.history import check_statuses
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def window_options(function: F) -> F:
+    """Adds ``--since`` and ``--until`` (ISO time, or a duration ago: 2h, 3d)."""
+    function = click.option(
+        "--until", help="Created before this: ISO time or a duration ago (30m)."
+    )(function)
+    return click.option(
+        "--since", help="Created at or after this: ISO time (2026-11-23T10:00Z) or ago (2h, 3d)."
+    )(function)
+
+
+def moment(option: str, text: str | None, *, now: datetime | None = None) -> datetime | None:
+    """``--since``/``--until`` → an aware UTC time (None when not given)."""
+    if text is None:
+        return None
+    try:
+        return parse_moment(text, now=now or utcnow())
+    except InvalidDuration as exc:
+        raise InvalidDuration(f"{option}: {exc}") from None
+
+
+def statuses(values: tuple[str, ...], *, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """``--status failed,skipped`` (or repeated) → checked statuses."""
+    chosen = split_values(values)
+    if not chosen:
+        return default
+    try:
+        return check_statuses(chosen)
+    except ValidationError as exc:
+        raise ValidationError(f"--status: {exc}") from None
+
+
+def status_option(function: F) -> F:
+    """Adds ``--status`` (repeat or comma-separate)."""
+    return click.option(
+        "--status",
+        "status_values",
+        multiple=True,
+        help=f"{', '.join(DeliveryStatus.ALL)}; repeat or comma-separate.",
+    )(function)
+
+
+def rate(text: str | None) -> float | None:
+    """``--rate 50/s`` (or ``3000/m``, ``50``) → deliveries per second."""
+    if text is None:
+        return None
+    number, _, unit = text.strip().lower().partition("/")
+    try:
+        value = float(number) / _RATE_UNITS[unit or "s"]
+    except (KeyError, ValueError):
+        raise ValidationError(f"--rate {text!r} must look like 50/s, 3000/m or 50") from None
+    if not value > 0:
+        raise ValidationError(f"--rate {text!r} must be positive")
+    return value
