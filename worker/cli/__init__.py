@@ -79,6 +79,7 @@ def _register() -> None:
         events,
         processes,
         prune,
+        replay,
         secrets,
         stats,
     )
@@ -93,6 +94,7 @@ def _register() -> None:
         secrets,
         prune,
         stats,
+        replay,
     ):
         for command in module.COMMANDS:
             main.add_command(command)

@@ -1,17 +1,39 @@
-"""``endpoints``: register and look at receivers."""
+"""``endpoints``: register receivers, watch their health, switch them off and on."""
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import click
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from outbox.errors import ValidationError
-from outbox.models import Endpoint
+from outbox.clock import utcnow
+from outbox.errors import Conflict, ValidationError
+from outbox.models import DeliveryStatus, Endpoint
+from worker.activity import endpoint_activity
+from worker.cli import filters
+from worker.cli.listing import print_listing
 from worker.cli.options import json_option, split_values
-from worker.cli.output import print_json, print_record, print_table
+from worker.cli.output import print_json, print_record
+from worker.cli.progress import progress_bar
+from worker.cli.replay import ring_now, run_bulk
 from worker.cli.state import State, pass_state
+from worker.endpoint_admin import (
+    EndpointChanges,
+    count_deliveries,
+    delete_endpoint,
+    disable_endpoint,
+    enable_endpoint,
+    release_paused,
+    set_paused,
+    update_endpoint,
+)
 from worker.endpoints import SCHEMES, create_endpoint, get_endpoint
-from worker.views import endpoint_view
+from worker.history import DeliveryFilter
+from worker.replay import DEFAULT_BATCH_SIZE
+from worker.views import activity_view, endpoint_view
 
 
 @click.group()
@@ -89,24 +111,64 @@ def endpoints_add(
     click.echo(f"\n{kind}, shown only now: {created.secret}")
 
 
+def _with_activity(session: Session, rows: list[Endpoint]) -> list[dict[str, Any]]:
+    activity = endpoint_activity(session, [e.id for e in rows], now=utcnow())
+    views = []
+    for endpoint in rows:
+        view = {**endpoint_view(endpoint), **activity_view(activity[endpoint.id])}
+        view["state"] = _state(endpoint)
+        views.append(view)
+    return views
+
+
+def _state(endpoint: Endpoint) -> str:
+    if not endpoint.enabled:
+        return "disabled"
+    return "paused" if endpoint.paused else "enabled"
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
 @endpoints.command("list")
 @click.option("--workspace", help="Only this workspace.")
 @json_option
 @pass_state
 def endpoints_list(state: State, workspace: str | None, as_json: bool) -> None:
-    """List endpoints (never their secrets)."""
+    """List endpoints with their health (never their secrets): success rate over the
+    last hour and day, consecutive failures, pending and in-flight deliveries."""
     query = select(Endpoint).order_by(Endpoint.id)
     if workspace:
         query = query.where(Endpoint.workspace_id == workspace)
     with state.sessions()() as session:
-        rows = [endpoint_view(e) for e in session.scalars(query)]
+        rows = _with_activity(session, list(session.scalars(query)))
     if as_json:
         print_json(rows)
         return
-    print_table(
+    for row in rows:
+        row["ok_hour"] = _percent(row["success_rate_hour"])
+        row["ok_day"] = _percent(row["success_rate_day"])
+    print_listing(
         rows,
-        ["id", "workspace_id", "url", "event_types", "enabled", "consecutive_failures"],
-        headers={"workspace_id": "workspace", "consecutive_failures": "failures"},
+        [
+            "id",
+            "workspace_id",
+            "url",
+            "state",
+            "consecutive_failures",
+            "ok_hour",
+            "ok_day",
+            "pending",
+            "in_flight",
+        ],
+        headers={
+            "workspace_id": "workspace",
+            "consecutive_failures": "failures",
+            "ok_hour": "ok 1h",
+            "ok_day": "ok 24h",
+            "in_flight": "in flight",
+        },
     )
 
 
@@ -115,13 +177,180 @@ def endpoints_list(state: State, workspace: str | None, as_json: bool) -> None:
 @json_option
 @pass_state
 def endpoints_show(state: State, endpoint_id: str, as_json: bool) -> None:
-    """Show one endpoint."""
+    """Show one endpoint, its health and its deliveries by status."""
     with state.sessions()() as session:
-        view = endpoint_view(get_endpoint(session, endpoint_id))
+        view = _with_activity(session, [get_endpoint(session, endpoint_id)])[0]
+        view["deliveries"] = {
+            status: count_deliveries(session, endpoint_id, status) for status in DeliveryStatus.ALL
+        }
+    if as_json:
+        print_json(view)
+        return
+    view["success_rate_hour"] = _percent(view["success_rate_hour"])
+    view["success_rate_day"] = _percent(view["success_rate_day"])
+    print_record(view, title=endpoint_id)
+
+
+@endpoints.command("disable")
+@click.argument("endpoint_id")
+@click.option("--reason", help="Why (shown in endpoints show).")
+@pass_state
+def endpoints_disable(state: State, endpoint_id: str, reason: str | None) -> None:
+    """Stop delivering: new and due deliveries end `skipped` (replayable later)."""
+    with state.sessions()() as session, session.begin():
+        changed = disable_endpoint(session, endpoint_id, reason=reason, now=utcnow())
+    click.echo(f"disabled {endpoint_id}" if changed else f"{endpoint_id} was already disabled")
+
+
+@endpoints.command("enable")
+@click.argument("endpoint_id")
+@click.option(
+    "--replay-skipped/--no-replay-skipped",
+    default=None,
+    help="Replay the deliveries skipped while it was disabled (asked when not given).",
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before replaying.")
+@click.option("--rate", "rate_text", help="Replay at most this many per second (50/s).")
+@pass_state
+def endpoints_enable(
+    state: State,
+    endpoint_id: str,
+    replay_skipped: bool | None,
+    yes: bool,
+    rate_text: str | None,
+) -> None:
+    """Deliver again, with a fresh failure record; offers to replay what was skipped."""
+    rate = filters.rate(rate_text)
+    with state.sessions()() as session, session.begin():
+        changed = enable_endpoint(session, endpoint_id, now=utcnow())
+        skipped = count_deliveries(session, endpoint_id, DeliveryStatus.SKIPPED)
+    click.echo(f"enabled {endpoint_id}" if changed else f"{endpoint_id} was already enabled")
+    if not skipped or replay_skipped is False:
+        if skipped:
+            click.echo(f"{skipped} skipped deliveries left as they are")
+        return
+    if replay_skipped is None:
+        if not sys.stdin.isatty():
+            click.echo(
+                f"{skipped} deliveries were skipped while it was disabled; replay them with: "
+                f"catentio-webhooks replay --endpoint {endpoint_id} --status skipped"
+            )
+            return
+        if not click.confirm(f"Replay the {skipped} deliveries skipped while it was disabled?"):
+            return
+        yes = True
+    selection = DeliveryFilter(endpoint_id=endpoint_id, statuses=(DeliveryStatus.SKIPPED,))
+    run_bulk(
+        state,
+        selection,
+        dry_run=False,
+        yes=yes,
+        rate=rate,
+        batch_size=DEFAULT_BATCH_SIZE,
+        as_json=False,
+    )
+
+
+@endpoints.command("pause")
+@click.argument("endpoint_id")
+@pass_state
+def endpoints_pause(state: State, endpoint_id: str) -> None:
+    """Hold deliveries without spending their attempts (for a receiver's maintenance)."""
+    with state.sessions()() as session, session.begin():
+        changed = set_paused(session, endpoint_id, True, now=utcnow())
+    click.echo(f"paused {endpoint_id}" if changed else f"{endpoint_id} was already paused")
+
+
+@endpoints.command("resume")
+@click.argument("endpoint_id")
+@pass_state
+def endpoints_resume(state: State, endpoint_id: str) -> None:
+    """Deliver again after a pause; held deliveries are sent now."""
+    now = utcnow()
+    with state.sessions()() as session, session.begin():
+        changed = set_paused(session, endpoint_id, False, now=now)
+    if not changed:
+        click.echo(f"{endpoint_id} was not paused")
+        return
+    released = release_paused(state.sessions(), endpoint_id, now=now)
+    _, note = ring_now(state.settings, released)
+    click.echo(f"resumed {endpoint_id}; {len(released)} held deliveries released ({note})")
+
+
+@endpoints.command("update")
+@click.argument("endpoint_id")
+@click.option("--url", help="New http(s) URL.")
+@click.option(
+    "--events",
+    "events",
+    multiple=True,
+    help="Replace the event type filters; repeat or comma-separate.",
+)
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    help="Replace the custom headers: 'Name: value', repeated.",
+)
+@click.option("--clear-headers", is_flag=True, help="Remove every custom header.")
+@click.option("--description", help="Free text for people ('' clears it).")
+@json_option
+@pass_state
+def endpoints_update(
+    state: State,
+    endpoint_id: str,
+    url: str | None,
+    events: tuple[str, ...],
+    headers: tuple[str, ...],
+    clear_headers: bool,
+    description: str | None,
+    as_json: bool,
+) -> None:
+    """Change the URL, the event filters or the custom headers."""
+    if headers and clear_headers:
+        raise ValidationError("--header and --clear-headers cannot be used together")
+    changes = EndpointChanges(
+        url=url,
+        event_types=split_values(events) if events else None,
+        headers={} if clear_headers else (_headers(headers) if headers else None),
+        description=description,
+    )
+    with state.sessions()() as session, session.begin():
+        endpoint = update_endpoint(session, endpoint_id, changes, now=utcnow())
+        view = endpoint_view(endpoint)
     if as_json:
         print_json(view)
     else:
-        print_record(view, title=endpoint_id)
+        print_record(view, title=f"updated {endpoint_id}")
+
+
+@endpoints.command("delete")
+@click.argument("endpoint_id")
+@click.option("--force", is_flag=True, help="Delete even with deliveries still pending.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def endpoints_delete(state: State, endpoint_id: str, force: bool, yes: bool) -> None:
+    """Delete an endpoint with its deliveries and their attempts (refused while
+    deliveries are pending, unless --force)."""
+    sessions = state.sessions()
+    with sessions() as session:
+        get_endpoint(session, endpoint_id)
+        total = sum(count_deliveries(session, endpoint_id, s) for s in DeliveryStatus.ALL)
+        pending = count_deliveries(session, endpoint_id, DeliveryStatus.PENDING)
+    if pending and not force:
+        raise Conflict(
+            f"endpoint {endpoint_id} has {pending} pending deliveries that would never be "
+            "sent; disable it and let them finish, or delete with --force"
+        )
+    if not yes:
+        click.confirm(
+            f"Delete {endpoint_id} and its {total} deliveries with their attempts?",
+            abort=True,
+            err=True,
+        )
+    with progress_bar("deleting", total) as advance:
+        deleted = delete_endpoint(sessions, endpoint_id, force=force, progress=advance)
+    click.echo(f"deleted {endpoint_id} and {deleted} deliveries")
 
 
 COMMANDS = [endpoints]

@@ -1,0 +1,58 @@
+"""Ringing the delivery actor from a process that runs no delivery workers (the CLI).
+
+A message only says "look at delivery X now"; the row decides whether anything is sent.
+With ``REDIS_URL`` the command line enqueues on the same queue the workers consume.
+Without it the broker lives inside the ``run`` process and cannot be reached from
+outside: the rows wait until that process's sweeper rings them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dramatiq
+
+from outbox.errors import BrokerUnavailable
+from worker.actors import DELIVER
+from worker.broker import build_broker
+from worker.settings import Settings
+
+
+class Bell:
+    """Enqueues ``deliver(delivery_id)`` messages for workers in other processes."""
+
+    def __init__(self, broker: dramatiq.Broker, *, queue_name: str) -> None:
+        self._broker = broker
+        self._queue_name = queue_name
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Bell | None:
+        """A bell on the shared Redis broker, or ``None`` in embedded mode (no broker
+        another process could reach)."""
+        if not settings.redis_url:
+            return None
+        return cls(build_broker(settings), queue_name=settings.queue_name)
+
+    def ring(self, delivery_ids: Sequence[str]) -> None:
+        """Ask the workers to look at these deliveries now.
+
+        Raises :class:`~outbox.errors.BrokerUnavailable` if the broker cannot be reached;
+        the rows stay pending and the poller's sweeper rings them later.
+        """
+        try:
+            for delivery_id in delivery_ids:
+                self._broker.enqueue(
+                    dramatiq.Message(
+                        queue_name=self._queue_name,
+                        actor_name=DELIVER,
+                        args=(delivery_id,),
+                        kwargs={},
+                        options={},
+                    )
+                )
+        except Exception as exc:
+            raise BrokerUnavailable(f"cannot enqueue deliveries: {exc!r}") from exc
+
+    def close(self) -> None:
+        """Close the broker's connections."""
+        self._broker.close()

@@ -1,0 +1,344 @@
+"""``replay``: send deliveries again — one, an event's, or thousands after an outage.
+
+``replay delivery ID`` and ``replay event ID`` are subcommands; ``replay --endpoint ID
+[--status …] [--since …]`` without one is the bulk replay. Every form re-opens the same
+delivery rows (same ``webhook-id``, attempt numbers continue, trigger ``replay``) and
+leaves deliveries that are already pending alone, so running it twice sends nothing
+extra.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+
+import click
+from click.core import ParameterSource
+from sqlalchemy.orm import Session
+
+from outbox.clock import utcnow
+from outbox.errors import BrokerUnavailable, ValidationError
+from outbox.models import DeliveryStatus
+from worker.bell import Bell
+from worker.cli import filters
+from worker.cli.listing import print_listing
+from worker.cli.options import split_values
+from worker.cli.output import print_json
+from worker.cli.progress import progress_bar
+from worker.cli.state import State, pass_state
+from worker.durations import format_duration
+from worker.history import DeliveryFilter, count_deliveries, delivery_page
+from worker.replay import (
+    DEFAULT_BATCH_SIZE,
+    BulkReplay,
+    bulk_selection,
+    replay_delivery,
+    replay_event,
+)
+from worker.settings import Settings
+from worker.views import delivery_view
+
+EXIT_INTERRUPTED = 130
+"""Exit code of a bulk replay stopped with Ctrl-C (128 + SIGINT)."""
+
+SAMPLE_SIZE = 10
+"""Deliveries shown by a dry run."""
+
+BULK_DEFAULT_STATUSES = (DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
+"""What a bulk replay re-opens unless --status says otherwise."""
+
+_BULK_OPTIONS = (
+    "endpoint_id",
+    "status_values",
+    "since",
+    "until",
+    "types",
+    "dry_run",
+    "yes",
+    "rate_text",
+    "batch_size",
+    "as_json",
+)
+
+
+def _sweeper_delay(settings: Settings) -> str:
+    return format_duration(settings.sweep_after + timedelta(seconds=settings.sweep_interval))
+
+
+def ring_now(settings: Settings, delivery_ids: list[str]) -> tuple[bool, str]:
+    """Ring the workers for ``delivery_ids``; (whether they were rung, a note for people)."""
+    if not delivery_ids:
+        return False, "nothing to send"
+    bell = Bell.for_settings(settings)
+    if bell is None:
+        return False, _embedded_note(settings)
+    try:
+        bell.ring(delivery_ids)
+    except BrokerUnavailable as exc:
+        return False, _unreachable_note(settings, str(exc))
+    finally:
+        bell.close()
+    return True, "the workers were notified"
+
+
+def _embedded_note(settings: Settings) -> str:
+    return (
+        "embedded mode (no REDIS_URL): the running `catentio-webhooks run` picks them up "
+        f"within about {_sweeper_delay(settings)} (its sweeper)"
+    )
+
+
+def _unreachable_note(settings: Settings, error: str) -> str:
+    return (
+        f"broker unreachable ({error}); the deliveries are pending and the poller's sweeper "
+        f"rings them within about {_sweeper_delay(settings)} of the broker's return"
+    )
+
+
+@click.group("replay", invoke_without_command=True)
+@click.option("--endpoint", "endpoint_id", help="Bulk: replay this endpoint's deliveries.")
+@filters.status_option
+@filters.window_options
+@click.option("--type", "types", multiple=True, help="Bulk: only these event types (or run.*).")
+@click.option("--dry-run", is_flag=True, help="Bulk: print the count and a sample; change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Bulk: do not ask for confirmation.")
+@click.option("--rate", "rate_text", help="Bulk: at most this many per second (50/s, 3000/m).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 10_000),
+    default=DEFAULT_BATCH_SIZE,
+    show_default=True,
+    help="Bulk: deliveries re-opened per transaction.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.pass_context
+def replay(
+    ctx: click.Context,
+    endpoint_id: str | None,
+    status_values: tuple[str, ...],
+    since: str | None,
+    until: str | None,
+    types: tuple[str, ...],
+    dry_run: bool,
+    yes: bool,
+    rate_text: str | None,
+    batch_size: int,
+    as_json: bool,
+) -> None:
+    """Send deliveries again, re-opening the same rows (same webhook-id, attempt numbers
+    continue, trigger "replay"). Deliveries already pending are left alone, so the same
+    replay twice sends nothing extra.
+
+    \b
+    One delivery:      replay delivery DLV_ID
+    An event:          replay event EVT_ID [--current-subscribers]
+    Bulk (an outage):  replay --endpoint EP_ID [--status failed,skipped]
+                              [--since 6h] [--until T] [--type run.*]
+                              [--dry-run] [--yes] [--rate 50/s]
+
+    A bulk replay asks for confirmation unless --yes, works in batches, and can be
+    interrupted (Ctrl-C) and run again: what it re-opened no longer matches.
+    """
+    given = [
+        name
+        for name in _BULK_OPTIONS
+        if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE
+    ]
+    if ctx.invoked_subcommand is not None:
+        if given:
+            flags = ", ".join("--" + n.removesuffix("_text").replace("_", "-") for n in given)
+            raise ValidationError(
+                f"{flags}: options of the bulk replay (`replay --endpoint ID …`) cannot go "
+                f"with `replay {ctx.invoked_subcommand}`; put its own options after it"
+            )
+        return
+    if endpoint_id is None:
+        raise ValidationError(
+            "bulk replay needs --endpoint ID (or use `replay delivery ID` / `replay event ID`)"
+        )
+    state = ctx.find_object(State)
+    assert state is not None
+    rate = filters.rate(rate_text)
+    with state.sessions()() as session:
+        selection = bulk_selection(
+            session,
+            endpoint_id=endpoint_id,
+            statuses=filters.statuses(status_values, default=BULK_DEFAULT_STATUSES),
+            since=filters.moment("--since", since),
+            until=filters.moment("--until", until),
+            event_types=split_values(types),
+        )
+    run_bulk(
+        state,
+        selection,
+        dry_run=dry_run,
+        yes=yes,
+        rate=rate,
+        batch_size=batch_size,
+        as_json=as_json,
+    )
+
+
+def run_bulk(
+    state: State,
+    selection: DeliveryFilter,
+    *,
+    dry_run: bool,
+    yes: bool,
+    rate: float | None,
+    batch_size: int,
+    as_json: bool,
+) -> None:
+    """Count, show a sample, confirm, then re-open the selection batch by batch."""
+    sessions = state.sessions()
+    with sessions() as session:
+        matched = count_deliveries(session, selection)
+        sample = [
+            delivery_view(d) for d in delivery_page(session, selection, limit=SAMPLE_SIZE).rows
+        ]
+    what = f"{', '.join(selection.statuses)} deliveries to {selection.endpoint_id}"
+    if dry_run or matched == 0:
+        if as_json:
+            print_json({"dry_run": dry_run, "matched": matched, "sample": sample})
+            return
+        click.echo(f"{'would replay' if dry_run else 'nothing to replay:'} {matched} {what}")
+        if sample:
+            print_listing(
+                sample,
+                ["id", "created_at", "event_type", "status", "attempts", "last_status_code"],
+                title=f"newest {len(sample)} of {matched}",
+                headers={"created_at": "created", "last_status_code": "last"},
+            )
+        return
+    if not yes:
+        click.confirm(f"Replay {matched} {what}?", abort=True, err=True)
+    bell = Bell.for_settings(state.settings)
+    job = BulkReplay(
+        sessions=sessions,
+        selection=selection,
+        ring=bell.ring if bell is not None else None,
+        batch_size=batch_size,
+        rate=rate,
+    )
+    try:
+        with progress_bar("replaying", matched) as advance:
+            job.run(progress=advance)
+    except KeyboardInterrupt:
+        click.echo(
+            f"interrupted: {job.reopened} of {matched} re-opened (they will be sent); "
+            "run the same command again to replay the rest",
+            err=True,
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    finally:
+        if bell is not None:
+            bell.close()
+    if bell is None:
+        rung, note = False, _embedded_note(state.settings)
+    elif job.ring_error is not None:
+        rung, note = False, _unreachable_note(state.settings, job.ring_error)
+    else:
+        rung, note = job.reopened > 0, "the workers were notified"
+    if as_json:
+        print_json(
+            {
+                "dry_run": False,
+                "matched": matched,
+                "reopened": job.reopened,
+                "rung": rung,
+                "note": note,
+            }
+        )
+        return
+    click.echo(f"re-opened {job.reopened} of {matched} {what}; {note}")
+
+
+def _dry_run_rollback(session: Session, dry_run: bool) -> None:
+    """A dry run does the work in its transaction, then rolls it back: what it reports
+    is exactly what a real run would do."""
+    if dry_run:
+        session.rollback()
+
+
+@replay.command("delivery")
+@click.argument("delivery_id")
+@click.option("--dry-run", is_flag=True, help="Say what would happen; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_state
+def replay_one(state: State, delivery_id: str, dry_run: bool, as_json: bool) -> None:
+    """Send one delivery again (refused while its endpoint is disabled)."""
+    with state.sessions()() as session, session.begin():
+        outcome = replay_delivery(session, delivery_id, now=utcnow())
+        _dry_run_rollback(session, dry_run)
+    reopened = outcome.reopened and not dry_run
+    rung, note = ring_now(state.settings, [delivery_id] if reopened else [])
+    if not outcome.reopened:
+        note = "already pending: it will be sent by itself, nothing to do"
+    if as_json:
+        print_json(
+            {
+                "delivery_id": delivery_id,
+                "dry_run": dry_run,
+                "reopened": outcome.reopened,
+                "rung": rung,
+                "note": note,
+            }
+        )
+        return
+    verb = "would re-open" if dry_run else "re-opened"
+    if outcome.reopened:
+        paused = " (the endpoint is paused: it waits for resume)" if outcome.endpoint.paused else ""
+        click.echo(f"{verb} {delivery_id} to {outcome.endpoint.url}{paused}")
+    click.echo(note if not dry_run or not outcome.reopened else "dry run: nothing changed")
+
+
+@replay.command("event")
+@click.argument("event_id")
+@click.option(
+    "--current-subscribers",
+    is_flag=True,
+    help="Send to the enabled endpoints that match the event today (new subscribers "
+    "included, unsubscribed ones left out), not to those it was delivered to.",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would happen; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@pass_state
+def replay_event_command(
+    state: State, event_id: str, current_subscribers: bool, dry_run: bool, as_json: bool
+) -> None:
+    """Send an event again to the endpoints it was delivered to."""
+    with state.sessions()() as session, session.begin():
+        outcome = replay_event(
+            session, event_id, now=utcnow(), current_subscribers=current_subscribers
+        )
+        _dry_run_rollback(session, dry_run)
+    rung, note = ring_now(state.settings, [] if dry_run else outcome.to_ring)
+    view = {
+        "event_id": event_id,
+        "dry_run": dry_run,
+        "reopened": outcome.reopened,
+        "created": outcome.created,
+        "already_pending": outcome.already_pending,
+        "disabled": outcome.disabled,
+        "unsubscribed": outcome.unsubscribed,
+        "rung": rung,
+        "note": "dry run: nothing changed" if dry_run else note,
+    }
+    if as_json:
+        print_json(view)
+        return
+    verb = "would" if dry_run else "did"
+    lines = {
+        "re-open": outcome.reopened,
+        "create (new subscribers)": outcome.created,
+        "leave (already pending)": outcome.already_pending,
+        "refuse (endpoint disabled)": outcome.disabled,
+        "leave (endpoint no longer subscribed)": outcome.unsubscribed,
+    }
+    for label, delivery_ids in lines.items():
+        if delivery_ids:
+            click.echo(f"{verb} {label}: {', '.join(delivery_ids)}")
+    click.echo(str(view["note"]))
+
+
+COMMANDS = [replay]
