@@ -80,6 +80,7 @@ def _register() -> None:
         processes,
         prune,
         replay,
+        rotation,
         secrets,
         stats,
     )
@@ -95,6 +96,7 @@ def _register() -> None:
         prune,
         stats,
         replay,
+        rotation,
     ):
         for command in module.COMMANDS:
             main.add_command(command)

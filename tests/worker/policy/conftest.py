@@ -206,3 +206,49 @@ def slow_server() -> Iterator[Callable[[Sequence[bytes], float], str]]:
     yield build
     for server in servers:
         server.stop()
+
+
+def run_cli(env: dict[str, str], *args: str) -> Any:
+    """Run ``catentio-webhooks ARGS`` through its real entry point with ``env`` (stdout
+    and stderr kept apart), then point logging back at the real stderr."""
+    import sys
+
+    from click.testing import CliRunner
+
+    from worker.cli import main
+    from worker.logs import configure_logging
+
+    result = CliRunner().invoke(main, list(args), env=env)
+    configure_logging(level="WARNING", fmt="json", stream=sys.stderr)
+    return result
+
+
+def cli_env(database_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a command line run against ``database_url``."""
+    from tests.conftest import TEST_KEY
+
+    return {
+        "DATABASE_URL": database_url,
+        "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,
+        "CATENTIO_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "CATENTIO_LOG_LEVEL": "INFO",
+        "CATENTIO_LOG_FORMAT": "json",
+        "REDIS_URL": "",
+        **extra,
+    }
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[list[dict[str, Any]]]:
+    """Every structlog event of the test, at every level (whatever an earlier test left
+    the level at), as dicts."""
+    import sys
+
+    import structlog
+
+    from worker.logs import configure_logging
+
+    configure_logging(level="DEBUG", fmt="json", stream=sys.stderr)
+    with structlog.testing.capture_logs() as logs:
+        yield logs
+    configure_logging(level="WARNING", fmt="json", stream=sys.stderr)

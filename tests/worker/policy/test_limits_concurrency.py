@@ -14,7 +14,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-import structlog
 from sqlalchemy import select, update
 
 from outbox import Delivery, DeliveryStatus, publish
@@ -77,6 +76,7 @@ def test_worker_threads_never_exceed_the_endpoints_limit(
     receiver: Receiver,
     database_url: str,
     where: str,
+    captured_logs: list[dict[str, Any]],
 ) -> None:
     """Eight threads, one endpoint limited to 2 (its own limit, or the default from
     settings): the receiver never sees more than 2 at once, yet does see 2, and every
@@ -91,11 +91,11 @@ def test_worker_threads_never_exceed_the_endpoints_limit(
     gauge = Gauge(hold=0.15)
     add_endpoint(runtime, receiver=receiver, behaviour=gauge, **endpoint_options)
     publish_events(runtime, 12)
-    with structlog.testing.capture_logs() as logs, runtime.running():
+    with runtime.running():
         assert wait_until(lambda: statuses(runtime).count(DeliveryStatus.SUCCEEDED) == 12)
     assert gauge.peak == 2
     assert gauge.total == 12
-    held = [e for e in logs if e["event"] == "delivery.held"]
+    held = [e for e in captured_logs if e["event"] == "delivery.held"]
     assert held and {e["held_by"] for e in held} == {Hold.CONCURRENCY}
     with runtime.sessions() as session:
         counts = set(session.scalars(select(Delivery.attempt_count)))
