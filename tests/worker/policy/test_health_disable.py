@@ -9,8 +9,10 @@ from typing import Any
 
 from outbox import DeliveryStatus
 from tests.worker.policy.conftest import Harness, Switch
+from worker.endpoint_admin import enable_endpoint
 from worker.notices import DELIVERY_EXHAUSTED, ENDPOINT_DISABLED
 from worker.receiver import always
+from worker.replay import replay_delivery
 
 DAY = timedelta(days=1)
 
@@ -105,35 +107,21 @@ def test_410_disables_the_endpoint_and_keeps_the_rest_as_skipped(harness: Harnes
 
 
 def test_skipped_deliveries_can_be_replayed_once_enabled(harness: Harness) -> None:
-    """Skipped is kept, not dropped: re-opened after the endpoint is enabled again, the
-    delivery goes out with its original webhook-id."""
+    """Skipped is kept, not dropped: after the endpoint is enabled again, replaying the
+    delivery sends it with its original webhook-id."""
     switch = Switch(410)
     created = harness.endpoint(behaviour=switch)
     gone, waiting = harness.deliveries(2)
     harness.deliver(gone)
-    switch.status = 200
     assert harness.delivery(waiting).status == DeliveryStatus.SKIPPED
-    harness.update_endpoint(
-        created.endpoint.id, enabled=True, disabled_reason=None, consecutive_failures=0
-    )
+    switch.status = 200
     with harness.runtime.sessions() as session, session.begin():
-        from sqlalchemy import update
-
-        from outbox import Delivery
-
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id == waiting)
-            .values(
-                status=DeliveryStatus.PENDING,
-                next_attempt_at=harness.clock.now,
-                completed_at=None,
-                cycle_attempts=0,
-            )
-        )
+        enable_endpoint(session, created.endpoint.id, now=harness.clock.now)
+        assert replay_delivery(session, waiting, now=harness.clock.now).reopened
     assert harness.deliver(waiting).status == DeliveryStatus.SUCCEEDED
     event_id = harness.delivery(waiting).event_id
     assert harness.receiver.received()[-1].headers["webhook-id"] == event_id
+    assert harness.attempts(waiting)[0].trigger == "replay"
 
 
 def test_an_exhausted_delivery_is_announced_once(harness: Harness) -> None:
