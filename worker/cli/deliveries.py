@@ -106,6 +106,9 @@ def deliveries_list(
     if fmt is Format.JSON:
         print_json(rows)
         return
+    if not rows:
+        click.echo("no deliveries match")
+        return
     print_listing(
         rows,
         LIST_COLUMNS,
@@ -113,8 +116,6 @@ def deliveries_list(
     )
     if page.next_cursor:
         click.echo(f"more: --after {page.next_cursor}")
-    elif not rows:
-        click.echo("no deliveries match")
 
 
 @deliveries.command("show")

@@ -144,6 +144,9 @@ def events_list(
     if fmt is Format.JSON:
         print_json(rows)
         return
+    if not rows:
+        click.echo("no events match")
+        return
     print_listing(
         rows,
         ["id", "workspace_id", "type", "created_at", "dispatched_at", "fanout"],
@@ -151,8 +154,6 @@ def events_list(
     )
     if page.next_cursor:
         click.echo(f"more: --after {page.next_cursor}")
-    elif not rows:
-        click.echo("no events match")
 
 
 @events.command("show")
