@@ -47,6 +47,7 @@ def test_failing_endpoint_gets_one_probe_at_a_time_then_flows_again(
 
     # The probe's retry comes due: it goes out, and is held at the receiver.
     switch.gate = threading.Event()
+    switch.arrived.clear()
     harness.clock.advance(RETRY)
     probe = threading.Thread(target=harness.deliver, args=(ids[2],))
     probe.start()
