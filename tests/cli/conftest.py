@@ -186,7 +186,7 @@ def seed_history(url: str, *, events: int = 1500, now: datetime | None = None) -
             attempts.extend(tries)
             history.deliveries.append(delivery)
     with sessions() as session, session.begin():
-        session.execute(insert(Endpoint), endpoint_rows)
+        _insert_in_chunks(session, Endpoint, endpoint_rows)
         _insert_in_chunks(session, Event, history.events)
         _insert_in_chunks(session, Delivery, history.deliveries)
         _insert_in_chunks(session, Attempt, attempts)
@@ -195,8 +195,9 @@ def seed_history(url: str, *, events: int = 1500, now: datetime | None = None) -
 
 
 def _insert_in_chunks(session: Session, model: Any, rows: list[dict[str, Any]]) -> None:
+    # Core executemany (not the ORM's bulk path): batched multi-row INSERTs.
     for start in range(0, len(rows), 1000):
-        session.execute(insert(model), rows[start : start + 1000])
+        session.execute(insert(model.__table__), rows[start : start + 1000])
 
 
 @pytest.fixture
