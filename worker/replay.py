@@ -103,7 +103,8 @@ class DeliveryReplay:
     """The outcome of replaying one delivery. ``reopened`` False: it was already pending."""
 
     delivery_id: str
-    endpoint: Endpoint
+    endpoint_url: str
+    endpoint_paused: bool
     reopened: bool
 
 
@@ -115,11 +116,13 @@ def replay_delivery(session: Session, delivery_id: str, *, now: datetime) -> Del
     if delivery is None:
         raise DeliveryNotFound(f"no delivery {delivery_id!r}")
     endpoint = get_endpoint(session, delivery.endpoint_id)
+    url, paused = endpoint.url, endpoint.paused
     if delivery.status == DeliveryStatus.PENDING:
-        return DeliveryReplay(delivery_id, endpoint, reopened=False)
+        return DeliveryReplay(delivery_id, url, paused, reopened=False)
     if not endpoint.enabled:
         raise Conflict(disabled_message(endpoint))
-    return DeliveryReplay(delivery_id, endpoint, bool(reopen(session, [delivery_id], now=now)))
+    reopened = bool(reopen(session, [delivery_id], now=now))
+    return DeliveryReplay(delivery_id, url, paused, reopened)
 
 
 @dataclass

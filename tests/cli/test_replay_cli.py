@@ -281,3 +281,23 @@ def test_broker_unreachable_leaves_the_rows_for_the_sweeper(history: History, cl
         count = session.scalar(select(func.count()).where(Attempt.delivery_id == failed))
     engine.dispose()
     assert count == 2
+
+
+def test_single_and_event_dry_runs_change_nothing(history: History, cli: Invoke) -> None:
+    """`replay delivery/event --dry-run` say what they would re-open and leave every row
+    as it was."""
+    failed = history.select(endpoint_id=history.endpoints["a1"], status="failed")[0]
+    one = cli("replay", "delivery", failed["id"], "--dry-run")
+    assert one.exit_code == 0, one.output
+    assert one.stdout.splitlines() == [
+        f"would re-open {failed['id']} to https://a1.example/hook",
+        "dry run: nothing changed",
+    ]
+    event = cli("replay", "event", failed["event_id"], "--dry-run", "--json")
+    assert event.exit_code == 0, event.output
+    assert failed["id"] in json.loads(event.stdout)["reopened"]
+    rows = _rows(history.url, event_id=failed["event_id"])
+    assert {d.id: d.status for d in rows} == {
+        d["id"]: d["status"] for d in history.deliveries if d["event_id"] == failed["event_id"]
+    }
+    assert all(d.next_trigger == "scheduled" for d in rows)

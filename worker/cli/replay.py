@@ -68,7 +68,7 @@ def _sweeper_delay(settings: Settings) -> str:
 def ring_now(settings: Settings, delivery_ids: list[str]) -> tuple[bool, str]:
     """Ring the workers for ``delivery_ids``; (whether they were rung, a note for people)."""
     if not delivery_ids:
-        return False, "nothing to send"
+        return False, "nothing new to send"
     bell = Bell.for_settings(settings)
     if bell is None:
         return False, _embedded_note(settings)
@@ -274,6 +274,8 @@ def replay_one(state: State, delivery_id: str, dry_run: bool, as_json: bool) -> 
     rung, note = ring_now(state.settings, [delivery_id] if reopened else [])
     if not outcome.reopened:
         note = "already pending: it will be sent by itself, nothing to do"
+    elif dry_run:
+        note = "dry run: nothing changed"
     if as_json:
         print_json(
             {
@@ -285,11 +287,11 @@ def replay_one(state: State, delivery_id: str, dry_run: bool, as_json: bool) -> 
             }
         )
         return
-    verb = "would re-open" if dry_run else "re-opened"
     if outcome.reopened:
-        paused = " (the endpoint is paused: it waits for resume)" if outcome.endpoint.paused else ""
-        click.echo(f"{verb} {delivery_id} to {outcome.endpoint.url}{paused}")
-    click.echo(note if not dry_run or not outcome.reopened else "dry run: nothing changed")
+        verb = "would re-open" if dry_run else "re-opened"
+        paused = " (the endpoint is paused: it waits for resume)" if outcome.endpoint_paused else ""
+        click.echo(f"{verb} {delivery_id} to {outcome.endpoint_url}{paused}")
+    click.echo(note)
 
 
 @replay.command("event")
@@ -327,17 +329,20 @@ def replay_event_command(
     if as_json:
         print_json(view)
         return
-    verb = "would" if dry_run else "did"
     lines = {
-        "re-open": outcome.reopened,
-        "create (new subscribers)": outcome.created,
-        "leave (already pending)": outcome.already_pending,
-        "refuse (endpoint disabled)": outcome.disabled,
-        "leave (endpoint no longer subscribed)": outcome.unsubscribed,
+        ("re-opened", "would re-open"): outcome.reopened,
+        ("created for new subscribers", "would create for new subscribers"): outcome.created,
+        ("left alone, already pending", "would leave alone, already pending"): (
+            outcome.already_pending
+        ),
+        ("refused, endpoint disabled", "would refuse, endpoint disabled"): outcome.disabled,
+        ("left out, endpoint no longer subscribed", "would leave out, no longer subscribed"): (
+            outcome.unsubscribed
+        ),
     }
-    for label, delivery_ids in lines.items():
+    for (done, planned), delivery_ids in lines.items():
         if delivery_ids:
-            click.echo(f"{verb} {label}: {', '.join(delivery_ids)}")
+            click.echo(f"{planned if dry_run else done}: {', '.join(delivery_ids)}")
     click.echo(str(view["note"]))
 
 
