@@ -288,6 +288,7 @@ def endpoints_resume(state: State, endpoint_id: str) -> None:
 )
 @click.option(
     "--header",
+    "--headers",
     "headers",
     multiple=True,
     help="Replace the custom headers: 'Name: value', repeated.",
