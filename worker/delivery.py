@@ -357,7 +357,10 @@ class Deliverer:
         elif retry_in is not None:
             # Its endpoint is disabled now: keep it, replayable, like those never tried.
             status = DeliveryStatus.SKIPPED
-            values.update(_skipped(endpoint, now), last_error=outcome.reason)
+            kept_as = _skipped(endpoint, now)
+            values.update(
+                kept_as, last_error=f"{kept_as['last_error']}; last try: {outcome.reason}"
+            )
         else:
             status = DeliveryStatus.FAILED
             exhausted = outcome.verdict is Verdict.RETRY

@@ -7,14 +7,17 @@ can be observed without sleeping.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import structlog
 from sqlalchemy import select
 
 from outbox import Attempt, Delivery, Endpoint, Event, Poller, publish
@@ -208,19 +211,30 @@ def slow_server() -> Iterator[Callable[[Sequence[bytes], float], str]]:
         server.stop()
 
 
+@contextmanager
+def logging_restored() -> Iterator[None]:
+    """Put structlog's and the standard library's logging back as they were: the
+    command line configures both onto its own (then closed) stream."""
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
 def run_cli(env: dict[str, str], *args: str) -> Any:
     """Run ``catentio-webhooks ARGS`` through its real entry point with ``env`` (stdout
-    and stderr kept apart), then point logging back at the real stderr."""
-    import sys
-
+    and stderr kept apart); logging is left as it was found."""
     from click.testing import CliRunner
 
     from worker.cli import main
-    from worker.logs import configure_logging
 
-    result = CliRunner().invoke(main, list(args), env=env)
-    configure_logging(level="WARNING", fmt="json", stream=sys.stderr)
-    return result
+    with logging_restored():
+        return CliRunner().invoke(main, list(args), env=env)
 
 
 def cli_env(database_url: str, **extra: str) -> dict[str, str]:
@@ -240,15 +254,9 @@ def cli_env(database_url: str, **extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def captured_logs() -> Iterator[list[dict[str, Any]]]:
-    """Every structlog event of the test, at every level (whatever an earlier test left
-    the level at), as dicts."""
-    import sys
-
-    import structlog
-
-    from worker.logs import configure_logging
-
-    configure_logging(level="DEBUG", fmt="json", stream=sys.stderr)
-    with structlog.testing.capture_logs() as logs:
-        yield logs
-    configure_logging(level="WARNING", fmt="json", stream=sys.stderr)
+    """Every structlog event of the test, at every level (whatever level an earlier
+    test configured), as dicts; logging is left as it was found."""
+    with logging_restored():
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+        with structlog.testing.capture_logs() as logs:
+            yield logs

@@ -4,12 +4,13 @@ deliveries kept as ``skipped`` and operational events published to the workspace
 from __future__ import annotations
 
 import json
+import threading
 from datetime import timedelta
 from typing import Any
 
 from outbox import DeliveryStatus
 from tests.worker.policy.conftest import Harness, Switch
-from worker.endpoint_admin import enable_endpoint
+from worker.endpoint_admin import disable_endpoint, enable_endpoint
 from worker.notices import DELIVERY_EXHAUSTED, ENDPOINT_DISABLED
 from worker.receiver import always
 from worker.replay import replay_delivery
@@ -184,4 +185,28 @@ def test_operational_events_can_be_switched_off(make_harness: Any, sqlite_url: s
     (gone,) = harness.deliveries()
     harness.deliver(gone)
     assert not harness.endpoint_row(created.endpoint.id).enabled
+    assert harness.events(ENDPOINT_DISABLED) == []
+
+
+def test_a_delivery_in_flight_when_its_endpoint_is_disabled_is_kept_as_skipped(
+    harness: Harness,
+) -> None:
+    """Disabled by an operator while an attempt is on the wire: the attempt is recorded,
+    the delivery is kept as ``skipped`` instead of retrying, and the health counters of
+    the disabled endpoint decide nothing more (no second disable, no notice)."""
+    switch = Switch(500)
+    switch.gate = threading.Event()
+    created = harness.endpoint(behaviour=switch)
+    (delivery_id,) = harness.deliveries()
+    sending = threading.Thread(target=harness.deliver, args=(delivery_id,))
+    sending.start()
+    assert switch.arrived.wait(5)
+    with harness.runtime.sessions() as session, session.begin():
+        disable_endpoint(session, created.endpoint.id, reason="maintenance", now=harness.clock.now)
+    switch.gate.set()
+    sending.join(10)
+    row = harness.delivery(delivery_id)
+    assert (row.status, row.attempt_count) == (DeliveryStatus.SKIPPED, 1)
+    assert row.last_error == "endpoint disabled: maintenance; last try: HTTP 500"
+    assert harness.endpoint_row(created.endpoint.id).disabled_reason == "maintenance"
     assert harness.events(ENDPOINT_DISABLED) == []

@@ -5,9 +5,9 @@ the one-time display at creation and rotation."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,8 @@ from outbox import Attempt, Endpoint
 from outbox.database import make_engine, make_session_factory
 from outbox.errors import ConfigurationError
 from outbox.migrate import upgrade
-from tests.worker.policy.conftest import Harness, cli_env, run_cli
+from tests.worker.policy.conftest import Harness, cli_env, logging_restored, run_cli
 from worker.endpoints import create_endpoint
-from worker.logs import configure_logging
 from worker.receiver import always
 from worker.secretbox import SecretBox, generate_key, key_file_for, open_secret_box
 
@@ -160,18 +159,18 @@ def test_no_secret_leaks_into_logs_attempts_headers_or_cli_output(
         "--json",
     )
     ed_id = json.loads(ed.stdout)["id"]
-    # The commands configured logging their own way; capture every level from here.
-    configure_logging(level="DEBUG", fmt="json", stream=sys.stderr)
-    with structlog.testing.capture_logs() as logs:
-        harness.receiver.route("/hook", secret=[first, second], behaviour=always(500))
-        harness.receiver.route("/ed", secret=json.loads(ed.stdout)["secret"])
-        ids = harness.deliveries(2)
-        for delivery_id in ids:
-            harness.deliver(delivery_id)
-        harness.receiver.route("/hook", secret=[first, second])
-        for delivery_id in ids:
-            if harness.delivery(delivery_id).status == "pending":
-                harness.due(delivery_id)
+    with logging_restored():
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+        with structlog.testing.capture_logs() as logs:
+            harness.receiver.route("/hook", secret=[first, second], behaviour=always(500))
+            harness.receiver.route("/ed", secret=json.loads(ed.stdout)["secret"])
+            ids = harness.deliveries(2)
+            for delivery_id in ids:
+                harness.deliver(delivery_id)
+            harness.receiver.route("/hook", secret=[first, second])
+            for delivery_id in ids:
+                if harness.delivery(delivery_id).status == "pending":
+                    harness.due(delivery_id)
     for args in (
         ("endpoints", "list", "--json"),
         ("endpoints", "show", endpoint_id),
