@@ -151,6 +151,8 @@ def test_publish_and_inspect(cli: Any) -> None:
         (["deliveries", "show", "dlv_nope"], 3, "no delivery"),
         (["events", "show", "evt_nope"], 3, "no event"),
         (["endpoints", "show", "ep_nope"], 3, "no endpoint"),
+        (["deliveries", "list", "--bogus"], 2, "No such option '--bogus'"),
+        (["deliveries", "show"], 2, "Missing argument"),
     ],
 )
 def test_bad_input_gives_one_clear_line(cli: Any, args: list[str], code: int, message: str) -> None:

@@ -1,7 +1,9 @@
 """``catentio-webhooks``: run the pipeline, manage endpoints, inspect and replay.
 
 Exit codes: 0 success; 1 the operation failed (database or broker unavailable, a demo
-outcome not as expected); 2 bad usage or invalid input; 3 no such id.
+outcome not as expected); 2 bad usage or invalid input; 3 no such id; 130 interrupted
+(Ctrl-C; a bulk operation can simply be run again). Every error is one line on stderr
+that starts with ``error:``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ class CatentioGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            # A subcommand's bad option or argument: one line, not click's usage block.
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            fail(f"{exc.format_message()} (see '{where} --help')", EXIT_USAGE)
         except NotFound as exc:
             fail(str(exc), EXIT_NOT_FOUND)
         except (ValidationError, ConfigurationError, Conflict) as exc:
