@@ -132,36 +132,35 @@ class Deliverer:
         token = secrets.token_hex(16)
         with self._sessions() as session, session.begin():
             lock_for_write(session)
-            endpoint_id = session.scalar(
-                select(Delivery.endpoint_id).where(Delivery.id == delivery_id)
+            claimable = (
+                Delivery.id == delivery_id,
+                Delivery.status == DeliveryStatus.PENDING,
+                Delivery.next_attempt_at <= now,
+                or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
             )
-            if endpoint_id is None:
+            # A duplicate or early message ends here, without touching the endpoint.
+            found = session.execute(
+                select(Delivery.endpoint_id, Delivery.held_by).where(*claimable)
+            ).one_or_none()
+            if found is None:
+                log.debug("delivery.not_claimed")
                 return NOT_CLAIMED
-            endpoint = _lock_endpoint(session, endpoint_id)
-            # Read under the endpoint's lock, which every claim of this endpoint takes.
-            previous_hold = session.scalar(
-                select(Delivery.held_by).where(Delivery.id == delivery_id)
-            )
-            won = session.execute(
+            endpoint = _lock_endpoint(session, found.endpoint_id)
+            delivery = session.scalars(
                 update(Delivery)
-                .where(
-                    Delivery.id == delivery_id,
-                    Delivery.status == DeliveryStatus.PENDING,
-                    Delivery.next_attempt_at <= now,
-                    or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
-                )
+                .where(*claimable)
                 .values(
                     lease_until=now + self._settings.lease_duration,
                     lease_token=token,
                     held_by=None,
                     updated_at=now,
                 )
-                .execution_options(synchronize_session=False)
-            )
-            if won.rowcount != 1:  # type: ignore[attr-defined]
+                .returning(Delivery),
+                execution_options={"synchronize_session": False},
+            ).one_or_none()
+            if delivery is None:  # another worker won it meanwhile
                 log.debug("delivery.not_claimed")
                 return NOT_CLAIMED
-            delivery = session.get_one(Delivery, delivery_id)
             structlog.contextvars.bind_contextvars(
                 event_id=delivery.event_id,
                 endpoint_id=endpoint.id,
@@ -169,7 +168,7 @@ class Deliverer:
             )
             if not endpoint.enabled:
                 return self._skip(session, delivery, endpoint, now)
-            hold = self._gate(session, endpoint, delivery, previous_hold, now)
+            hold = self._gate(session, endpoint, delivery, found.held_by, now)
             if hold is not None:
                 return self._hold(session, delivery, token, hold, now)
             event = session.get_one(Event, delivery.event_id)
