@@ -39,13 +39,14 @@ def declare_deliver_actor(
 
     def deliver(delivery_id: str) -> None:
         result = deliverer.deliver(delivery_id)
-        if result.retry_in is None:
-            return
-        delay_ms = max(0, int(result.retry_in.total_seconds() * 1000))
         try:
-            actor.send_with_options(args=(delivery_id,), delay=delay_ms)
+            for released in result.released:  # the circuit closed: due now
+                actor.send(released)
+            if result.retry_in is not None:
+                delay_ms = max(0, int(result.retry_in.total_seconds() * 1000))
+                actor.send_with_options(args=(delivery_id,), delay=delay_ms)
         except Exception as exc:
-            # The row already holds next_attempt_at; the sweeper rings when it is due.
+            # The rows already hold their next attempt times; the sweeper rings them.
             log.warning("delivery.resend_failed", error=repr(exc))
 
     time_limit_ms = int((settings.lease_duration.total_seconds() + 30) * 1000)

@@ -71,10 +71,14 @@ class Result:
     status: str
     retry_in: timedelta | None = None
     held_by: str | None = None
+    # Deliveries this attempt released from behind the circuit breaker: due now.
+    released: tuple[str, ...] = ()
 
 
 NOT_CLAIMED = Result("not_claimed")
 POSTPONED = "postponed"
+EXHAUSTED = "exhausted"
+"""An attempt's outcome when it failed retryably but the schedule has no delay left."""
 
 
 @dataclass(frozen=True)
@@ -283,24 +287,31 @@ class Deliverer:
         retry_in = None
         if outcome.verdict is Verdict.RETRY:
             retry_in = self._schedule.next_delay(delivery.cycle_attempts + 1, outcome.retry_after)
-        attempt = _attempt_row(claim, number, started_at, endpoint.url, headers, result, outcome)
-        status = self._record(claim, attempt, outcome, retry_in)
+        verdict = outcome.verdict.value
+        if outcome.verdict is Verdict.RETRY and retry_in is None:
+            verdict = EXHAUSTED  # retryable, but the schedule is spent
+        attempt = _attempt_row(
+            claim, number, started_at, endpoint.url, headers, result, outcome, verdict
+        )
+        status, released = self._record(claim, attempt, outcome, retry_in)
         log.info(
             "delivery.attempted",
-            outcome=outcome.verdict.value,
+            outcome=verdict,
             status=status,
             status_code=attempt.response_status,
             error_kind=outcome.error_kind,
             duration_ms=round(result.duration * 1000, 1),
             retry_in_s=round(retry_in.total_seconds(), 1) if retry_in else None,
         )
-        return Result(status, retry_in if status == DeliveryStatus.PENDING else None)
+        return Result(
+            status, retry_in if status == DeliveryStatus.PENDING else None, released=released
+        )
 
     def _record(
         self, claim: _Claim, attempt: Attempt, outcome: Outcome, retry_in: timedelta | None
-    ) -> str:
+    ) -> tuple[str, tuple[str, ...]]:
         """Write the attempt, the delivery's new state and the endpoint's health, in one
-        transaction; returns the delivery's new status."""
+        transaction; returns the delivery's new status and the deliveries it released."""
         try:
             with self._sessions() as session, session.begin():
                 lock_for_write(session)
@@ -319,7 +330,7 @@ class Deliverer:
         attempt: Attempt,
         outcome: Outcome,
         retry_in: timedelta | None,
-    ) -> str:
+    ) -> tuple[str, tuple[str, ...]]:
         now = self._clock()
         delivery = claim.delivery
         endpoint = _lock_endpoint(session, delivery.endpoint_id)
@@ -376,7 +387,7 @@ class Deliverer:
             # wins. The receiver may see this event twice (at-least-once).
             log.warning("delivery.lease_lost")
             session.rollback()
-            return "lease_lost"
+            return "lease_lost", ()
         session.add(attempt)
         events = self._settings.operational_events
         if change.disabled is not None:
@@ -384,9 +395,10 @@ class Deliverer:
             log.warning("endpoint.deliveries_skipped", deliveries=skipped)
             if events:
                 notices.endpoint_disabled(session, endpoint, now=now)
+        released: tuple[str, ...] = ()
         if change.recovered:
             released = _release_held(session, endpoint.id, now)
-            log.info("endpoint.deliveries_released", deliveries=released)
+            log.info("endpoint.deliveries_released", deliveries=len(released))
         if exhausted and events:
             notices.delivery_exhausted(
                 session,
@@ -396,7 +408,7 @@ class Deliverer:
                 error_kind=outcome.error_kind,
                 now=now,
             )
-        return status
+        return status, released
 
     def _cooldown(self, delivery: Delivery) -> timedelta:
         """How long an open circuit waits after a probe that will not retry itself."""
@@ -447,20 +459,22 @@ def _skip_waiting(session: Session, endpoint: Endpoint, now: datetime) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def _release_held(session: Session, endpoint_id: str, now: datetime) -> int:
-    """The circuit closed: deliveries held behind the probe are due now. Their own
-    delayed messages, or the sweeper, ring them."""
-    result = session.execute(
+def _release_held(session: Session, endpoint_id: str, now: datetime) -> tuple[str, ...]:
+    """The circuit closed: deliveries held behind the probe are due now. The actor rings
+    them once this transaction commits (their own delayed messages, or the sweeper,
+    would too, later)."""
+    result = session.scalars(
         update(Delivery)
         .where(
             Delivery.endpoint_id == endpoint_id,
             Delivery.status == DeliveryStatus.PENDING,
             Delivery.held_by == Hold.CIRCUIT,
         )
-        .values(next_attempt_at=now, held_by=None, updated_at=now)
+        .values(next_attempt_at=now, held_by=None, rung_at=now, updated_at=now)
+        .returning(Delivery.id)
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return tuple(result)
 
 
 def _attempt_row(
@@ -471,6 +485,7 @@ def _attempt_row(
     headers: dict[str, str],
     result: SendResult,
     outcome: Outcome,
+    verdict: str,
 ) -> Attempt:
     response = result.response
     error = result.error or (response.body_error if response else None)
@@ -489,7 +504,7 @@ def _attempt_row(
         response_truncated=response.truncated if response else False,
         error_kind=outcome.error_kind,
         error=str(error) if error else outcome.reason,
-        outcome=outcome.verdict.value,
+        outcome=verdict,
     )
 
 

@@ -80,11 +80,17 @@ class Runtime:
         migrate: bool | None = None,
     ) -> Runtime:
         """Build the runtime. ``migrate`` defaults to True on SQLite, False otherwise."""
-        engine, sessions = open_database(settings)
-        ensure_schema(
-            engine, migrate=is_sqlite(settings.database_url) if migrate is None else migrate
-        )
+        # The key first: refusing to start (PostgreSQL without a key) must not leave an
+        # engine behind.
         box = open_secret_box(settings.encryption_keys, settings.database_url)
+        engine, sessions = open_database(settings)
+        try:
+            ensure_schema(
+                engine, migrate=is_sqlite(settings.database_url) if migrate is None else migrate
+            )
+        except BaseException:
+            engine.dispose()
+            raise
         client = httpx.Client(
             transport=transport or GuardedTransport(allowed_networks=settings.allowed_networks),
             trust_env=False,

@@ -249,3 +249,52 @@ def test_actor_resends_itself_with_the_scheduled_delay(
     gap = (attempts[1].started_at - attempts[0].started_at).total_seconds()
     assert row.status == DeliveryStatus.SUCCEEDED
     assert gap >= 0.29
+
+
+def test_closing_the_circuit_releases_held_deliveries_at_once(
+    sqlite_url: str, make_runtime: Any, add_endpoint: Any
+) -> None:
+    """When the probe succeeds, the deliveries held behind it are due now and are
+    handed back for the actor to ring, instead of waiting for their own messages."""
+    handler = Handler(500, 200, 200)
+    clock = Clock()
+    runtime = make_runtime(
+        sqlite_url,
+        transport=httpx.MockTransport(handler),
+        clock=clock,
+        circuit_threshold=1,
+        retry_schedule=(timedelta(seconds=10),),
+    )
+    add_endpoint(runtime, url="https://receiver.example/hook")
+    with runtime.sessions() as session, session.begin():
+        for i in range(2):
+            publish(session, workspace_id="ws_a", type="run.succeeded", data={"i": i}, clock=clock)
+    runtime.poller().poll_once()
+    with runtime.sessions() as session:
+        probe, held = session.scalars(select(Delivery.id).order_by(Delivery.id)).all()
+    assert runtime.deliverer.deliver(probe).status == DeliveryStatus.PENDING  # 500: open
+    assert runtime.deliverer.deliver(held).held_by == "circuit"
+    clock.now += timedelta(seconds=10)
+    result = runtime.deliverer.deliver(probe)
+    assert result.status == DeliveryStatus.SUCCEEDED
+    assert result.released == (held,)
+    assert runtime.deliverer.deliver(held).status == DeliveryStatus.SUCCEEDED
+    assert len(handler.requests) == 3
+
+
+def test_the_last_attempt_of_an_exhausted_delivery_says_so(
+    sqlite_url: str, make_runtime: Any, add_endpoint: Any
+) -> None:
+    """A retryable failure with no delay left is recorded as 'exhausted', not 'retry'."""
+    clock = Clock()
+    runtime = make_runtime(
+        sqlite_url,
+        transport=httpx.MockTransport(Handler(500)),
+        clock=clock,
+        retry_schedule=(timedelta(seconds=1),),
+    )
+    _, _, delivery = one_delivery(runtime, add_endpoint, clock)
+    runtime.deliverer.deliver(delivery.id)
+    clock.now += timedelta(seconds=1)
+    assert runtime.deliverer.deliver(delivery.id).status == DeliveryStatus.FAILED
+    assert [a.outcome for a in attempts_of(runtime, delivery.id)] == ["retry", "exhausted"]

@@ -115,3 +115,15 @@ def test_schedule_moment_and_format() -> None:
         parse_moment("yesterday", now=now)
     assert format_duration(timedelta(seconds=5400)) == "1h30m"
     assert format_duration(timedelta(milliseconds=500)) == "500ms"
+
+
+def test_runtime_refuses_postgres_without_a_key_before_opening_anything(
+    postgres_url: str,
+) -> None:
+    """Runtime.open against PostgreSQL without CATENTIO_ENCRYPTION_KEYS raises a clear
+    ConfigurationError and leaves no engine open (filterwarnings=error would catch a
+    ResourceWarning)."""
+    from worker.runtime import Runtime
+
+    with pytest.raises(ConfigurationError, match="CATENTIO_ENCRYPTION_KEYS"):
+        Runtime.open(Settings(database_url=postgres_url))
