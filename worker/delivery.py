@@ -143,8 +143,11 @@ class Deliverer:
                 or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
             )
             # A duplicate or early message ends here, without touching the endpoint.
+            # The event comes along: one round trip fewer on the hot path.
             found = session.execute(
-                select(Delivery.endpoint_id, Delivery.held_by).where(*claimable)
+                select(Delivery.endpoint_id, Delivery.held_by, Event)
+                .join(Event, Event.id == Delivery.event_id)
+                .where(*claimable)
             ).one_or_none()
             if found is None:
                 log.debug("delivery.not_claimed")
@@ -175,8 +178,7 @@ class Deliverer:
             hold = self._gate(session, endpoint, delivery, found.held_by, now)
             if hold is not None:
                 return self._hold(session, delivery, token, hold, now)
-            event = session.get_one(Event, delivery.event_id)
-            return _Claim(token, delivery, event, endpoint)
+            return _Claim(token, delivery, found.Event, endpoint)
 
     def _gate(
         self,
