@@ -59,6 +59,10 @@ class Hold:
     RATE = "rate"
 
 
+SUCCESS_STAMP_INTERVAL = timedelta(seconds=1)
+"""A healthy endpoint's ``last_success_at`` is at most this stale (see
+``_note_healthy_success``)."""
+
 FALLBACK_PROBE_COOLDOWN = timedelta(minutes=1)
 """Wait after a failed probe that has no retry of its own, with an empty schedule."""
 
@@ -335,6 +339,17 @@ class Deliverer:
     ) -> tuple[str, tuple[str, ...]]:
         now = self._clock()
         delivery = claim.delivery
+        if outcome.verdict is Verdict.SUCCEEDED and _note_healthy_success(
+            session, delivery.endpoint_id, now
+        ):
+            # The common case: a healthy endpoint said 2xx. Nothing for the breaker to
+            # decide, so no endpoint lock to queue behind the other workers for.
+            status = DeliveryStatus.SUCCEEDED
+            return (
+                (status, ())
+                if self._store(session, claim, attempt, outcome, status, {}, now)
+                else ("lease_lost", ())
+            )
         endpoint = _lock_endpoint(session, delivery.endpoint_id)
         change = health.HealthChange()
         if endpoint.enabled:
@@ -348,49 +363,23 @@ class Deliverer:
                 threshold=self._settings.circuit_threshold,
                 disable_after=self._settings.disable_after,
             )
-        values: dict[str, Any] = {
-            "attempt_count": Delivery.attempt_count + 1,
-            "cycle_attempts": Delivery.cycle_attempts + 1,
-            "lease_until": None,
-            "lease_token": None,
-            "held_by": None,
-            "next_trigger": Trigger.SCHEDULED,
-            "last_status_code": attempt.response_status,
-            "last_error_kind": outcome.error_kind,
-            "last_error": outcome.reason,
-            "updated_at": now,
-        }
+        extra: dict[str, Any] = {}
         exhausted = False
         if outcome.verdict is Verdict.SUCCEEDED:
             status = DeliveryStatus.SUCCEEDED
         elif retry_in is not None and endpoint.enabled:
             status = DeliveryStatus.PENDING
-            values.update(next_attempt_at=now + retry_in, rung_at=now)
+            extra.update(next_attempt_at=now + retry_in, rung_at=now)
         elif retry_in is not None:
             # Its endpoint is disabled now: keep it, replayable, like those never tried.
             status = DeliveryStatus.SKIPPED
             kept_as = _skipped(endpoint, now)
-            values.update(
-                kept_as, last_error=f"{kept_as['last_error']}; last try: {outcome.reason}"
-            )
+            extra.update(kept_as, last_error=f"{kept_as['last_error']}; last try: {outcome.reason}")
         else:
             status = DeliveryStatus.FAILED
             exhausted = outcome.verdict is Verdict.RETRY
-        if status != DeliveryStatus.PENDING:
-            values.update(status=status, next_attempt_at=None, completed_at=now)
-        kept = session.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery.id, Delivery.lease_token == claim.token)
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        if kept.rowcount != 1:  # type: ignore[attr-defined]
-            # Our lease ran out and another worker took the delivery over; its record
-            # wins. The receiver may see this event twice (at-least-once).
-            log.warning("delivery.lease_lost")
-            session.rollback()
+        if not self._store(session, claim, attempt, outcome, status, extra, now):
             return "lease_lost", ()
-        session.add(attempt)
         events = self._settings.operational_events
         if change.disabled is not None:
             skipped = _skip_waiting(session, endpoint, now)
@@ -412,6 +401,48 @@ class Deliverer:
             )
         return status, released
 
+    def _store(
+        self,
+        session: Session,
+        claim: _Claim,
+        attempt: Attempt,
+        outcome: Outcome,
+        status: str,
+        extra: dict[str, Any],
+        now: datetime,
+    ) -> bool:
+        """Write the delivery's new state (if we still hold its lease) and the attempt.
+        False: the lease was lost and the transaction rolled back."""
+        values: dict[str, Any] = {
+            "attempt_count": Delivery.attempt_count + 1,
+            "cycle_attempts": Delivery.cycle_attempts + 1,
+            "lease_until": None,
+            "lease_token": None,
+            "held_by": None,
+            "next_trigger": Trigger.SCHEDULED,
+            "last_status_code": attempt.response_status,
+            "last_error_kind": outcome.error_kind,
+            "last_error": outcome.reason,
+            "updated_at": now,
+        }
+        if status != DeliveryStatus.PENDING:
+            values.update(status=status, next_attempt_at=None, completed_at=now)
+        values.update(extra)
+        kept = session.execute(
+            update(Delivery)
+            .where(Delivery.id == claim.delivery.id, Delivery.lease_token == claim.token)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if kept.rowcount != 1:  # type: ignore[attr-defined]
+            # Our lease ran out and another worker took the delivery over; its record
+            # wins. The receiver may see this event twice (at-least-once).
+            log.warning("delivery.lease_lost")
+            session.rollback()
+            return False
+        session.add(attempt)
+        return True
+
     def _cooldown(self, delivery: Delivery) -> timedelta:
         """How long an open circuit waits after a probe that will not retry itself."""
         steps = len(self._schedule.delays)
@@ -420,6 +451,48 @@ class Deliverer:
         return self._schedule.next_delay(min(delivery.cycle_attempts + 1, steps)) or (
             FALLBACK_PROBE_COOLDOWN
         )
+
+
+def _note_healthy_success(session: Session, endpoint_id: str, now: datetime) -> bool:
+    """Record a success on an endpoint whose circuit is closed and unprobed without
+    taking its lock; False (nothing written) when its health must be decided under the
+    endpoint lock instead.
+
+    Every worker delivering to a busy endpoint would otherwise queue on that one row
+    after every 2xx. A plain read decides; ``last_success_at`` is refreshed at most once
+    per ``SUCCESS_STAMP_INTERVAL`` by a conditional (atomic) UPDATE. The one race left: a
+    failure recorded between our read and our commit is not reset by this success; the
+    endpoint's next success, which reads it, resets it.
+    """
+    health_now = session.execute(
+        select(
+            Endpoint.enabled,
+            Endpoint.consecutive_failures,
+            Endpoint.failing_since,
+            Endpoint.probe_delivery_id,
+            Endpoint.last_success_at,
+        ).where(Endpoint.id == endpoint_id)
+    ).one_or_none()
+    if health_now is None:
+        return False
+    enabled, failures, failing_since, probe, last_success = health_now
+    if not enabled or failures or failing_since is not None or probe is not None:
+        return False
+    if last_success is not None and now - last_success < SUCCESS_STAMP_INTERVAL:
+        return True
+    result = session.execute(
+        update(Endpoint)
+        .where(
+            Endpoint.id == endpoint_id,
+            Endpoint.enabled.is_(True),
+            Endpoint.consecutive_failures == 0,
+            Endpoint.failing_since.is_(None),
+            Endpoint.probe_delivery_id.is_(None),
+        )
+        .values(last_success_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount) == 1  # type: ignore[attr-defined]
 
 
 def _lock_endpoint(session: Session, endpoint_id: str) -> Endpoint:

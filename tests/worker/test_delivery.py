@@ -13,7 +13,7 @@ import structlog
 from sqlalchemy import select
 
 from catentio_signing import Webhook
-from outbox import Attempt, Delivery, DeliveryStatus, Event, publish
+from outbox import Attempt, Delivery, DeliveryStatus, Endpoint, Event, publish
 from outbox.errors import DatabaseUnavailable
 from worker.runtime import Runtime
 
@@ -298,3 +298,39 @@ def test_the_last_attempt_of_an_exhausted_delivery_says_so(
     clock.now += timedelta(seconds=1)
     assert runtime.deliverer.deliver(delivery.id).status == DeliveryStatus.FAILED
     assert [a.outcome for a in attempts_of(runtime, delivery.id)] == ["retry", "exhausted"]
+
+
+def test_success_stamps_and_resets_endpoint_health(
+    sqlite_url: str, make_runtime: Any, add_endpoint: Any
+) -> None:
+    """A 2xx on a healthy endpoint stamps last_success_at (at most once a second, without
+    the endpoint lock); a 2xx after a failure resets the failure streak."""
+    handler = Handler(200, 500, 200)
+    clock = Clock()
+    runtime = make_runtime(
+        sqlite_url,
+        transport=httpx.MockTransport(handler),
+        clock=clock,
+        retry_schedule=(timedelta(seconds=1),),
+    )
+    created = add_endpoint(runtime, url="https://receiver.example/hook")
+    with runtime.sessions() as session, session.begin():
+        for i in range(3):
+            publish(session, workspace_id="ws_a", type="run.succeeded", data={"i": i}, clock=clock)
+    runtime.poller().poll_once()
+    with runtime.sessions() as session:
+        first, second, third = session.scalars(select(Delivery.id).order_by(Delivery.id)).all()
+
+    def endpoint() -> Any:
+        with runtime.sessions() as session:
+            return session.get_one(Endpoint, created.endpoint.id)
+
+    runtime.deliverer.deliver(first)
+    assert endpoint().last_success_at == T0
+    runtime.deliverer.deliver(second)  # 500
+    assert endpoint().consecutive_failures == 1
+    clock.now += timedelta(milliseconds=500)
+    runtime.deliverer.deliver(third)  # 200 after a failure: the locked path resets
+    healthy = endpoint()
+    assert healthy.consecutive_failures == 0 and healthy.failing_since is None
+    assert healthy.last_success_at == clock.now
