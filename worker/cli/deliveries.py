@@ -54,14 +54,7 @@ def _row(delivery: Delivery) -> dict[str, Any]:
 )
 @filters.status_option
 @filters.window_options
-@click.option(
-    "--limit",
-    type=click.IntRange(1, 10_000_000),
-    default=50,
-    show_default=True,
-    help="Rows to print (with --jsonl, read in batches: any number).",
-)
-@click.option("--after", "cursor", help="Continue after this cursor (next_cursor of a page).")
+@filters.page_options
 @format_options
 @pass_state
 def deliveries_list(

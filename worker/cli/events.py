@@ -95,14 +95,7 @@ def _rows(session: Session, page: list[Event]) -> list[dict[str, Any]]:
     help="Only events still waiting in the outbox, or only those already fanned out.",
 )
 @filters.window_options
-@click.option(
-    "--limit",
-    type=click.IntRange(1, 10_000_000),
-    default=50,
-    show_default=True,
-    help="Rows to print (with --jsonl, read in batches: any number).",
-)
-@click.option("--after", "cursor", help="Continue after this cursor (next_cursor of a page).")
+@filters.page_options
 @format_options
 @pass_state
 def events_list(

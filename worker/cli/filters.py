@@ -24,6 +24,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 _RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+def page_options(function: F) -> F:
+    """Adds ``--limit`` and ``--after`` (keyset pagination, newest first)."""
+    function = click.option(
+        "--after", "cursor", help="Continue after this cursor (next_cursor of a page)."
+    )(function)
+    return click.option(
+        "--limit",
+        type=click.IntRange(1, 10_000_000),
+        default=50,
+        show_default=True,
+        help="Rows to print (with --jsonl, read in batches: any number).",
+    )(function)
+
+
 def window_options(function: F) -> F:
     """Adds ``--since`` and ``--until`` (ISO time, or a duration ago: 2h, 3d)."""
     function = click.option(

@@ -12,22 +12,7 @@ from typing import Any
 
 from rich.table import Table
 
-from worker.cli.output import console
-
-
-def cell(column: str, value: Any) -> str:
-    """How one value is shown in a table."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value)
-    if isinstance(value, float):
-        return f"{value:.1f}"
-    if column.endswith("_at") and isinstance(value, str) and len(value) >= 19:
-        return value[:10] + " " + value[11:19]
-    return str(value)
+from worker.cli.output import cell, console
 
 
 def _whole(column: str) -> bool:

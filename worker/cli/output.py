@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rich.console import Console
@@ -31,7 +31,9 @@ def print_jsonl(rows: Iterable[Mapping[str, Any]]) -> None:
         sys.stdout.flush()
 
 
-def _cell(value: Any) -> str:
+def cell(column: str, value: Any) -> str:
+    """How one value is shown in a table: ``-`` for nothing, yes/no, lists joined,
+    one decimal, and ``*_at`` times to the second."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -40,23 +42,9 @@ def _cell(value: Any) -> str:
         return ", ".join(str(v) for v in value)
     if isinstance(value, float):
         return f"{value:.1f}"
+    if column.endswith("_at") and isinstance(value, str) and len(value) >= 19:
+        return value[:10] + " " + value[11:19]
     return str(value)
-
-
-def print_table(
-    rows: Sequence[Mapping[str, Any]],
-    columns: Sequence[str],
-    *,
-    title: str | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> None:
-    """A table of ``columns`` (keys of each row); ``headers`` renames columns."""
-    table = Table(title=title, show_lines=False, header_style="bold")
-    for column in columns:
-        table.add_column((headers or {}).get(column, column))
-    for row in rows:
-        table.add_row(*(_cell(row.get(c)) for c in columns))
-    console().print(table)
 
 
 def print_record(record: Mapping[str, Any], *, title: str | None = None) -> None:
@@ -67,5 +55,5 @@ def print_record(record: Mapping[str, Any], *, title: str | None = None) -> None
     for key, value in record.items():
         if isinstance(value, Mapping):
             value = ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
-        table.add_row(key, _cell(value))
+        table.add_row(key, cell(key, value))
     console().print(table)
