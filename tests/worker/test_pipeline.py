@@ -95,9 +95,7 @@ def test_events_reach_every_subscribed_endpoint_once_with_valid_signatures(
         delivery = session.scalars(
             select(Delivery).where(Delivery.endpoint_id == flaky.endpoint.id)
         ).one()
-        attempts = list(
-            session.scalars(select(Attempt).where(Attempt.delivery_id == delivery.id))
-        )
+        attempts = list(session.scalars(select(Attempt).where(Attempt.delivery_id == delivery.id)))
         assert session.scalar(select(sa.func.count()).select_from(Event)) == 11
     assert delivery.status == DeliveryStatus.SUCCEEDED
     assert delivery.attempt_count == 2
