@@ -19,6 +19,7 @@ from outbox.database import lock_for_write
 from outbox.errors import Conflict, ValidationError
 from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint
 from outbox.validation import check_event_filter
+from worker import notices
 from worker.endpoints import get_endpoint
 from worker.request import check_custom_headers
 from worker.settings import DEFAULT_MAX_HEADER_BYTES
@@ -50,9 +51,16 @@ def count_deliveries(session: Session, endpoint_id: str, status: str) -> int:
 
 
 def disable_endpoint(
-    session: Session, endpoint_id: str, *, reason: str | None, now: datetime
+    session: Session,
+    endpoint_id: str,
+    *,
+    reason: str | None,
+    now: datetime,
+    notify: bool = True,
 ) -> bool:
-    """Disable the endpoint; False if it already was (its reason is kept then)."""
+    """Disable the endpoint; False if it already was (its reason is kept then). With
+    ``notify`` (``CATENTIO_OPERATIONAL_EVENTS``), ``webhook.endpoint.disabled`` is
+    published to its workspace in the same transaction, as for an automatic disable."""
     endpoint = _locked(session, endpoint_id)
     if not endpoint.enabled:
         return False
@@ -62,6 +70,8 @@ def disable_endpoint(
     endpoint.probe_delivery_id = None
     endpoint.probe_until = None
     endpoint.updated_at = now
+    if notify:
+        notices.endpoint_disabled(session, endpoint, now=now)
     return True
 
 

@@ -213,3 +213,30 @@ def test_demo_passes_through_the_console_script(tmp_path: Any) -> None:
     assert "demo passed" in result.stdout
     assert "every request verified with catentio_signing (" in result.stdout
     assert list(tmp_path.iterdir()) == []  # nothing left in the working directory
+
+
+def test_operator_disable_tells_the_workspace(cli: Any) -> None:
+    """`endpoints disable` publishes webhook.endpoint.disabled with the operator's reason,
+    exactly like an automatic disable; disabling again publishes nothing more."""
+    added = json.loads(
+        cli(
+            "endpoints",
+            "add",
+            "--workspace",
+            "ws_a",
+            "--url",
+            "https://r.example/h?token=t0ps3cret",
+            "--events",
+            "*",
+            "--json",
+        ).output
+    )
+    assert cli("endpoints", "disable", added["id"], "--reason", "maintenance").exit_code == 0
+    assert cli("endpoints", "disable", added["id"]).exit_code == 0
+    events = json.loads(cli("events", "list", "--type", "webhook.*", "--json").output)
+    rows = events["events"] if isinstance(events, dict) else events
+    assert [e["type"] for e in rows] == ["webhook.endpoint.disabled"]
+    shown = json.loads(cli("events", "show", rows[0]["id"], "--json").output)
+    assert shown["data"]["endpointId"] == added["id"]
+    assert shown["data"]["reason"] == "maintenance"
+    assert "t0ps3cret" not in json.dumps(shown)

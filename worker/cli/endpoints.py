@@ -198,7 +198,13 @@ def endpoints_show(state: State, endpoint_id: str, as_json: bool) -> None:
 def endpoints_disable(state: State, endpoint_id: str, reason: str | None) -> None:
     """Stop delivering: new and due deliveries end `skipped` (replayable later)."""
     with state.sessions()() as session, session.begin():
-        changed = disable_endpoint(session, endpoint_id, reason=reason, now=utcnow())
+        changed = disable_endpoint(
+            session,
+            endpoint_id,
+            reason=reason,
+            now=utcnow(),
+            notify=state.settings.operational_events,
+        )
     click.echo(f"disabled {endpoint_id}" if changed else f"{endpoint_id} was already disabled")
 
 

@@ -193,7 +193,8 @@ def test_a_delivery_in_flight_when_its_endpoint_is_disabled_is_kept_as_skipped(
 ) -> None:
     """Disabled by an operator while an attempt is on the wire: the attempt is recorded,
     the delivery is kept as ``skipped`` instead of retrying, and the health counters of
-    the disabled endpoint decide nothing more (no second disable, no notice)."""
+    the disabled endpoint decide nothing more (no second disable, no second notice: the
+    operator's disable published the only one)."""
     switch = Switch(500)
     switch.gate = threading.Event()
     created = harness.endpoint(behaviour=switch)
@@ -209,4 +210,4 @@ def test_a_delivery_in_flight_when_its_endpoint_is_disabled_is_kept_as_skipped(
     assert (row.status, row.attempt_count) == (DeliveryStatus.SKIPPED, 1)
     assert row.last_error == "endpoint disabled: maintenance; last try: HTTP 500"
     assert harness.endpoint_row(created.endpoint.id).disabled_reason == "maintenance"
-    assert harness.events(ENDPOINT_DISABLED) == []
+    assert len(harness.events(ENDPOINT_DISABLED)) == 1
