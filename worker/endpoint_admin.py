@@ -110,19 +110,38 @@ class EndpointChanges:
     event_types: Sequence[str] | None = None
     headers: Mapping[str, str] | None = None
     description: str | None = None
+    # 0 clears the endpoint's own limit (the settings' default applies again).
+    max_concurrency: int | None = None
+    rate_limit: float | None = None
 
     def empty(self) -> bool:
         """Whether nothing would change."""
-        return all(v is None for v in (self.url, self.event_types, self.headers, self.description))
+        fields = (
+            self.url,
+            self.event_types,
+            self.headers,
+            self.description,
+            self.max_concurrency,
+            self.rate_limit,
+        )
+        return all(v is None for v in fields)
 
 
 def update_endpoint(
-    session: Session, endpoint_id: str, changes: EndpointChanges, *, now: datetime
+    session: Session,
+    endpoint_id: str,
+    changes: EndpointChanges,
+    *,
+    now: datetime,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
 ) -> Endpoint:
     """Validate and apply ``changes``. New event filters apply to events fanned out from
     now on; deliveries already made keep going to the endpoint's (new) URL."""
     if changes.empty():
-        raise ValidationError("nothing to update: give --url, --events, --header or --description")
+        raise ValidationError(
+            "nothing to update: give --url, --events, --header, --description, "
+            "--max-concurrency or --rate-limit"
+        )
     endpoint = _locked(session, endpoint_id)
     if changes.url is not None:
         check_endpoint_url(changes.url)
@@ -132,9 +151,18 @@ def update_endpoint(
             raise ValidationError("an endpoint needs at least one event type filter (or '*')")
         endpoint.event_types = sorted({check_event_filter(t) for t in changes.event_types})
     if changes.headers is not None:
-        endpoint.headers = check_custom_headers(changes.headers, max_bytes=DEFAULT_MAX_HEADER_BYTES)
+        endpoint.headers = check_custom_headers(changes.headers, max_bytes=max_header_bytes)
     if changes.description is not None:
         endpoint.description = changes.description or None
+    if changes.max_concurrency is not None:
+        if changes.max_concurrency < 0:
+            raise ValidationError("max concurrency must be at least 1 (0 restores the default)")
+        endpoint.max_concurrency = changes.max_concurrency or None
+    if changes.rate_limit is not None:
+        if changes.rate_limit < 0:
+            raise ValidationError("rate limit must be positive (0 removes it)")
+        endpoint.rate_limit = changes.rate_limit or None
+        endpoint.rate_tat = None
     endpoint.updated_at = now
     return endpoint
 

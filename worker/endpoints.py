@@ -53,6 +53,7 @@ def create_endpoint(
     description: str | None = None,
     max_concurrency: int | None = None,
     rate_limit: float | None = None,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     clock: Clock = utcnow,
 ) -> NewSecret:
     """Validate and add an endpoint to ``session``; returns it with its one-time secret."""
@@ -61,7 +62,7 @@ def create_endpoint(
     if not event_types:
         raise ValidationError("an endpoint needs at least one event type filter (or '*')")
     filters = sorted({check_event_filter(t) for t in event_types})
-    custom = check_custom_headers(headers or {}, max_bytes=DEFAULT_MAX_HEADER_BYTES)
+    custom = check_custom_headers(headers or {}, max_bytes=max_header_bytes)
     if max_concurrency is not None and max_concurrency < 1:
         raise ValidationError("max concurrency must be at least 1")
     if rate_limit is not None and rate_limit <= 0:

@@ -240,3 +240,73 @@ def test_operator_disable_tells_the_workspace(cli: Any) -> None:
     assert shown["data"]["endpointId"] == added["id"]
     assert shown["data"]["reason"] == "maintenance"
     assert "t0ps3cret" not in json.dumps(shown)
+
+
+def test_update_changes_and_clears_the_limits(cli: Any) -> None:
+    """`endpoints update --max-concurrency/--rate-limit` set an endpoint's own limits;
+    0 clears them; a negative value is refused."""
+    added = json.loads(
+        cli(
+            "endpoints",
+            "add",
+            "--workspace",
+            "ws_a",
+            "--url",
+            "https://r.example/h",
+            "--events",
+            "*",
+            "--json",
+        ).output
+    )
+    set_ = cli(
+        "endpoints",
+        "update",
+        added["id"],
+        "--max-concurrency",
+        "3",
+        "--rate-limit",
+        "2.5",
+        "--json",
+    )
+    assert set_.exit_code == 0, set_.output
+    view = json.loads(set_.output)
+    assert (view["max_concurrency"], view["rate_limit"]) == (3, 2.5)
+    cleared = json.loads(
+        cli(
+            "endpoints",
+            "update",
+            added["id"],
+            "--max-concurrency",
+            "0",
+            "--rate-limit",
+            "0",
+            "--json",
+        ).output
+    )
+    assert (cleared["max_concurrency"], cleared["rate_limit"]) == (None, None)
+    refused = cli("endpoints", "update", added["id"], "--max-concurrency", "-1")
+    assert refused.exit_code == 2 and refused.stderr.startswith("error: ")
+
+
+def test_custom_header_limit_follows_the_setting(migrated: str) -> None:
+    """CATENTIO_MAX_HEADER_BYTES bounds an endpoint's custom headers at registration."""
+    env = {
+        "DATABASE_URL": migrated,
+        "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,
+        "CATENTIO_MAX_HEADER_BYTES": "64",
+    }
+    args = [
+        "endpoints",
+        "add",
+        "--workspace",
+        "ws_a",
+        "--url",
+        "https://r.example/h",
+        "--events",
+        "*",
+        "--header",
+    ]
+    small = CliRunner().invoke(main, [*args, "X-A: 1"], env=env)
+    big = CliRunner().invoke(main, [*args, "X-A: " + "a" * 100], env=env)
+    assert small.exit_code == 0, small.output
+    assert big.exit_code == 2 and "larger than 64 bytes" in big.stderr

@@ -101,6 +101,7 @@ def endpoints_add(
             description=description,
             max_concurrency=max_concurrency,
             rate_limit=rate_limit,
+            max_header_bytes=state.settings.max_header_bytes,
         )
     view = endpoint_view(created.endpoint)
     if as_json:
@@ -301,6 +302,16 @@ def endpoints_resume(state: State, endpoint_id: str) -> None:
 )
 @click.option("--clear-headers", is_flag=True, help="Remove every custom header.")
 @click.option("--description", help="Free text for people ('' clears it).")
+@click.option(
+    "--max-concurrency",
+    type=click.IntRange(min=0),
+    help="Deliveries in flight to it (0: back to CATENTIO_MAX_CONCURRENCY).",
+)
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(min=0),
+    help="Deliveries per second (0: no limit of its own).",
+)
 @json_option
 @pass_state
 def endpoints_update(
@@ -311,9 +322,11 @@ def endpoints_update(
     headers: tuple[str, ...],
     clear_headers: bool,
     description: str | None,
+    max_concurrency: int | None,
+    rate_limit: float | None,
     as_json: bool,
 ) -> None:
-    """Change the URL, the event filters or the custom headers."""
+    """Change the URL, the event filters, the custom headers or the limits."""
     if headers and clear_headers:
         raise ValidationError("--header and --clear-headers cannot be used together")
     changes = EndpointChanges(
@@ -321,9 +334,17 @@ def endpoints_update(
         event_types=split_values(events) if events else None,
         headers={} if clear_headers else (_headers(headers) if headers else None),
         description=description,
+        max_concurrency=max_concurrency,
+        rate_limit=rate_limit,
     )
     with state.sessions()() as session, session.begin():
-        endpoint = update_endpoint(session, endpoint_id, changes, now=utcnow())
+        endpoint = update_endpoint(
+            session,
+            endpoint_id,
+            changes,
+            now=utcnow(),
+            max_header_bytes=state.settings.max_header_bytes,
+        )
         view = endpoint_view(endpoint)
     if as_json:
         print_json(view)
