@@ -4,19 +4,11 @@ The row decides, not the message. An attempt starts only by winning an atomic cl
 (pending, due, unleased → leased until the attempt's deadline plus a margin), so a
 duplicated or replayed broker message results in no second HTTP request.
 
-The claim transaction locks the endpoint's row first and then applies the delivery
-policy, in this order:
-
-1. endpoint disabled → the delivery is kept as ``skipped`` (replayable);
-2. endpoint paused → held (``held_by = "paused"``);
-3. circuit open and another delivery is the probe → held until the probe is done;
-4. as many deliveries in flight as the endpoint's concurrency limit → held briefly;
-5. over the rate limit → held until its reserved slot.
-
-A held delivery gets a later ``next_attempt_at`` and spends no attempt: being limited is
-our decision, not the receiver's failure. The attempt and the delivery's new state, the
-endpoint's health and any operational event are written in one transaction, guarded by
-the lease token.
+The claim transaction locks the endpoint's row; a disabled endpoint's delivery is kept
+as ``skipped`` (replayable), otherwise ``worker.admission`` decides whether it goes now
+or is held (paused, circuit open, concurrency or rate limit) without spending an attempt.
+The attempt and the delivery's new state, the endpoint's health and any operational
+event are written in one transaction, guarded by the lease token.
 """
 
 from __future__ import annotations
@@ -37,7 +29,8 @@ from outbox.clock import Clock, utcnow
 from outbox.database import lock_for_write
 from outbox.errors import DatabaseUnavailable, InvalidEndpointURL
 from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event, Trigger
-from worker import health, limits, notices
+from worker import admission, health, notices
+from worker.admission import Admission, Hold
 from worker.endpoints import signing_keys
 from worker.errors import InvalidURL
 from worker.policy import Outcome, RetrySchedule, Verdict, classify
@@ -48,15 +41,6 @@ from worker.settings import Settings
 from worker.urls import check_endpoint_url
 
 log = structlog.get_logger("worker.delivery")
-
-
-class Hold:
-    """Why a delivery waits without spending an attempt (``Delivery.held_by``)."""
-
-    PAUSED = "paused"
-    CIRCUIT = "circuit"
-    CONCURRENCY = "concurrency"
-    RATE = "rate"
 
 
 SUCCESS_STAMP_INTERVAL = timedelta(seconds=1)
@@ -115,7 +99,7 @@ class Deliverer:
             settings.retry_schedule, jitter=settings.retry_jitter
         )
         self._clock = clock
-        self._rng = rng or random.Random()
+        self._admission = Admission(settings, rng or random.Random())
 
     def deliver(self, delivery_id: str) -> Result:
         """Make the attempt that is due for ``delivery_id``, if this call wins the claim
@@ -179,78 +163,11 @@ class Deliverer:
             )
             if not endpoint.enabled:
                 return self._skip(session, delivery, endpoint, now)
-            hold = self._gate(session, endpoint, delivery, found.held_by, now)
-            if hold is not None:
-                return self._hold(session, delivery, token, hold, now)
+            wait = self._admission.decide(session, endpoint, delivery, found.held_by, now)
+            if wait is not None:
+                admission.hold(session, delivery.id, token, wait, now)
+                return Result(POSTPONED, wait.delay, held_by=wait.reason)
             return _Claim(token, delivery, found.Event, endpoint)
-
-    def _gate(
-        self,
-        session: Session,
-        endpoint: Endpoint,
-        delivery: Delivery,
-        previous_hold: str | None,
-        now: datetime,
-    ) -> tuple[str, timedelta] | None:
-        """Why and how long ``delivery`` must wait, or ``None`` to admit it now (then
-        the admission is recorded: it may become the probe, it takes a rate slot)."""
-        settings = self._settings
-        if endpoint.paused:
-            return Hold.PAUSED, settings.paused_recheck
-        threshold = settings.circuit_threshold
-        probe_done = health.held_until(endpoint, delivery.id, now=now, threshold=threshold)
-        if probe_done is not None:
-            return Hold.CIRCUIT, self._spread(probe_done - now)
-        limit = limits.concurrency_limit(endpoint, settings.max_concurrency)
-        busy = limits.in_flight(session, endpoint.id, now=now, besides=delivery.id)
-        if busy >= limit:
-            return Hold.CONCURRENCY, self._spread(settings.limited_retry)
-        rate = endpoint.rate_limit or settings.rate_limit
-        if rate and previous_hold != Hold.RATE:  # a delivery back from a rate hold owns its slot
-            decision = limits.rate_decision(rate, endpoint.rate_tat, now=now)
-            endpoint.rate_tat = decision.tat
-            if decision.wait is not None:
-                return Hold.RATE, decision.wait
-        if health.start_probe(
-            endpoint,
-            delivery.id,
-            now=now,
-            threshold=threshold,
-            lease=settings.lease_duration,
-        ):
-            log.info("delivery.probing", failures=endpoint.consecutive_failures)
-        return None
-
-    def _spread(self, delay: timedelta) -> timedelta:
-        """``delay`` plus up to ``retry_jitter`` of it (at least up to one
-        ``limited_retry``), so held deliveries do not all come back at once."""
-        spread = max(delay * self._settings.retry_jitter, self._settings.limited_retry)
-        return max(delay, timedelta(0)) + spread * self._rng.random()
-
-    def _hold(
-        self,
-        session: Session,
-        delivery: Delivery,
-        token: str,
-        hold: tuple[str, timedelta],
-        now: datetime,
-    ) -> Result:
-        reason, delay = hold
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery.id, Delivery.lease_token == token)
-            .values(
-                lease_until=None,
-                lease_token=None,
-                next_attempt_at=now + delay,
-                rung_at=now,
-                held_by=reason,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        log.info("delivery.held", held_by=reason, retry_in_s=round(delay.total_seconds(), 3))
-        return Result(POSTPONED, delay, held_by=reason)
 
     def _skip(
         self, session: Session, delivery: Delivery, endpoint: Endpoint, now: datetime

@@ -9,7 +9,7 @@ from typing import Any
 
 from outbox import DeliveryStatus
 from tests.worker.policy.conftest import Harness, Switch
-from worker.delivery import Hold
+from worker.admission import Hold
 from worker.receiver import always
 
 RETRY = timedelta(seconds=10)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from outbox import DeliveryStatus
-from worker.delivery import Hold
+from worker.admission import Hold
 from worker.limits import rate_decision
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
