@@ -13,7 +13,7 @@ all share):
   that must wait reserves its slot and is held until then.
 
 Being limited is our decision, not the receiver's failure: the delivery is re-scheduled
-and no attempt is spent (``worker.delivery``).
+and no attempt is spent (``worker.admission``).
 """
 
 from __future__ import annotations
