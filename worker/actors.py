@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import dramatiq
 import structlog
 
-from outbox.errors import BrokerUnavailable, OwnFailure
-from outbox.poller import Dispatch
+from outbox.errors import OwnFailure
 from worker.delivery import Deliverer
 from worker.settings import Settings
 
@@ -60,16 +57,3 @@ def declare_deliver_actor(
         time_limit=time_limit_ms,
     )(deliver)
     return actor
-
-
-def make_dispatch(actor: DeliverActor) -> Dispatch:
-    """A ``dispatch(delivery_ids)`` for the poller that rings ``actor`` for each id."""
-
-    def dispatch(delivery_ids: Sequence[str]) -> None:
-        try:
-            for delivery_id in delivery_ids:
-                actor.send(delivery_id)
-        except Exception as exc:
-            raise BrokerUnavailable(f"cannot enqueue deliveries: {exc!r}") from exc
-
-    return dispatch

@@ -1,7 +1,9 @@
-"""Ringing the delivery actor from a process that runs no delivery workers (the CLI).
+"""Ringing the delivery actor: the poller's ``dispatch`` and the command line's replays.
 
 A message only says "look at delivery X now"; the row decides whether anything is sent.
-With ``REDIS_URL`` the command line enqueues on the same queue the workers consume.
+The runtime rings its own broker (Redis, or the in-process one). The command line, which
+runs no workers, enqueues on the same Redis queue the workers consume when ``REDIS_URL``
+is set.
 Without it the broker lives inside the ``run`` process and cannot be reached from
 outside: the rows wait until that process's sweeper rings them.
 """

@@ -23,7 +23,8 @@ from outbox.database import is_sqlite, make_engine, make_session_factory
 from outbox.errors import ConfigurationError
 from outbox.migrate import current_revision, head_revision, upgrade
 from outbox.poller import Dispatch, Poller
-from worker.actors import DeliverActor, declare_deliver_actor, make_dispatch
+from worker.actors import DeliverActor, declare_deliver_actor
+from worker.bell import Bell
 from worker.broker import build_broker
 from worker.delivery import Deliverer
 from worker.secretbox import SecretBox, open_secret_box
@@ -117,7 +118,7 @@ class Runtime:
             broker=broker,
             actor=actor,
             deliverer=deliverer,
-            dispatch=make_dispatch(actor),
+            dispatch=Bell(broker, queue_name=settings.queue_name).ring,
             clock=clock,
         )
 
