@@ -15,7 +15,7 @@ import ipaddress
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -38,6 +38,19 @@ REDIS_URL = os.environ.get("CATENTIO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 # A fixed Fernet key for tests only, so every module that imports it sees the same one.
 TEST_KEY = "OSk80ULaPv2qA-P6eOPwolNIvZ13H-ohloVJ6RIHwJU="
+
+
+class ManualClock:
+    """A clock that only moves when the test says so (``clock.now += …`` or ``advance``)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
 
 
 def service_missing(name: str, error: BaseException) -> None:

@@ -13,16 +13,9 @@ from sqlalchemy import func, select
 from outbox import Delivery, DeliveryStatus, Endpoint, Event, Poller, publish
 from outbox.database import make_engine, make_session_factory
 from outbox.validation import filter_matches
+from tests.conftest import ManualClock
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -109,7 +102,7 @@ def test_fan_out_by_workspace_and_filter(sessions: Any) -> None:
         recorder(ids)
 
     recorder = Recorder()
-    result = Poller(session_factory=sessions, dispatch=dispatch, clock=Clock()).poll_once()
+    result = Poller(session_factory=sessions, dispatch=dispatch, clock=ManualClock(T0)).poll_once()
     assert (result.events, result.deliveries, result.skipped) == (3, 4, 2)
     with sessions() as session:
         pairs = {(d.event_id, d.endpoint_id, d.status) for d in session.scalars(select(Delivery))}
@@ -169,7 +162,7 @@ def test_two_pollers_never_duplicate_or_skip(sessions: Any) -> None:
 def test_failed_dispatch_is_rung_again_by_the_sweeper(sessions: Any) -> None:
     """A broker outage at dispatch loses nothing: the rows stay pending and the sweeper
     rings them once the bell has gone unanswered for sweep_after."""
-    clock = Clock()
+    clock = ManualClock(T0)
     with sessions() as session, session.begin():
         endpoint(session, "ep_1", "ws_a", ["*"])
         publish(session, workspace_id="ws_a", type="run.succeeded", data={}, clock=clock)
@@ -191,7 +184,7 @@ def test_failed_dispatch_is_rung_again_by_the_sweeper(sessions: Any) -> None:
 
 def test_sweeper_leaves_leased_future_and_finished_deliveries(sessions: Any) -> None:
     """Only pending, due and unleased deliveries are rung."""
-    clock = Clock()
+    clock = ManualClock(T0)
     with sessions() as session, session.begin():
         endpoint(session, "ep_1", "ws_a", ["*"])
         for _ in range(4):

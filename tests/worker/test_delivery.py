@@ -15,17 +15,10 @@ from sqlalchemy import select
 from catentio_signing import Webhook
 from outbox import Attempt, Delivery, DeliveryStatus, Endpoint, Event, publish
 from outbox.errors import DatabaseUnavailable
+from tests.conftest import ManualClock
 from worker.runtime import Runtime
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class Handler:
@@ -46,7 +39,7 @@ class Handler:
         return httpx.Response(status, text="ok" if status < 300 else "nope")
 
 
-def one_delivery(runtime: Runtime, add_endpoint: Any, clock: Clock, **endpoint: Any) -> Any:
+def one_delivery(runtime: Runtime, add_endpoint: Any, clock: ManualClock, **endpoint: Any) -> Any:
     created = add_endpoint(runtime, url="https://receiver.example/hook", **endpoint)
     with runtime.sessions() as session, session.begin():
         event = publish(
@@ -72,7 +65,7 @@ def test_concurrent_duplicate_messages_send_one_request(
 ) -> None:
     """Eight workers handed the same delivery at once: one wins the claim, one request."""
     handler = Handler(200, delay=0.2)
-    clock = Clock()
+    clock = ManualClock(T0)
     runtime = make_runtime(database_url, transport=httpx.MockTransport(handler), clock=clock)
     _, _, delivery = one_delivery(runtime, add_endpoint, clock)
     barrier = threading.Barrier(8)
@@ -99,7 +92,7 @@ def test_request_is_signed_over_the_stored_bytes(
     time as webhook-timestamp, a valid signature and our informational headers; custom
     headers are sent but cannot replace ours."""
     handler = Handler(200)
-    clock = Clock()
+    clock = ManualClock(T0)
     runtime = make_runtime(sqlite_url, transport=httpx.MockTransport(handler), clock=clock)
     created, event, delivery = one_delivery(
         runtime, add_endpoint, clock, headers={"X-Tenant": "t-1", "Authorization": "Bearer s3"}
@@ -127,7 +120,7 @@ def test_no_secret_in_logs_attempts_or_headers(
     """The signing secret and custom header credentials appear in no log line and no
     stored attempt; no outbound header carries the signing secret."""
     handler = Handler(500, 200)
-    clock = Clock()
+    clock = ManualClock(T0)
     runtime = make_runtime(sqlite_url, transport=httpx.MockTransport(handler), clock=clock)
     with structlog.testing.capture_logs(
         processors=[structlog.contextvars.merge_contextvars]
@@ -162,7 +155,7 @@ def test_failures_follow_the_schedule_then_fail(
     """500s retry after each delay of the schedule, without jitter here; after the last
     delay the delivery is failed with every attempt on record."""
     handler = Handler(500)
-    clock = Clock()
+    clock = ManualClock(T0)
     schedule = (timedelta(seconds=5), timedelta(minutes=5))
     runtime = make_runtime(
         sqlite_url, transport=httpx.MockTransport(handler), clock=clock, retry_schedule=schedule
@@ -206,7 +199,7 @@ def test_dead_database_spends_no_attempt(
     """If the database is down when the message arrives, no request is sent and the
     caller gets DatabaseUnavailable (dramatiq retries; the row is untouched)."""
     handler = Handler(200)
-    clock = Clock()
+    clock = ManualClock(T0)
     runtime = make_runtime(sqlite_url, transport=httpx.MockTransport(handler), clock=clock)
     _, _, delivery = one_delivery(runtime, add_endpoint, clock)
     from sqlalchemy import create_engine
@@ -257,7 +250,7 @@ def test_closing_the_circuit_releases_held_deliveries_at_once(
     """When the probe succeeds, the deliveries held behind it are due now and are
     handed back for the actor to ring, instead of waiting for their own messages."""
     handler = Handler(500, 200, 200)
-    clock = Clock()
+    clock = ManualClock(T0)
     runtime = make_runtime(
         sqlite_url,
         transport=httpx.MockTransport(handler),
@@ -286,7 +279,7 @@ def test_the_last_attempt_of_an_exhausted_delivery_says_so(
     sqlite_url: str, make_runtime: Any, add_endpoint: Any
 ) -> None:
     """A retryable failure with no delay left is recorded as 'exhausted', not 'retry'."""
-    clock = Clock()
+    clock = ManualClock(T0)
     runtime = make_runtime(
         sqlite_url,
         transport=httpx.MockTransport(Handler(500)),
@@ -306,7 +299,7 @@ def test_success_stamps_and_resets_endpoint_health(
     """A 2xx on a healthy endpoint stamps last_success_at (at most once a second, without
     the endpoint lock); a 2xx after a failure resets the failure streak."""
     handler = Handler(200, 500, 200)
-    clock = Clock()
+    clock = ManualClock(T0)
     runtime = make_runtime(
         sqlite_url,
         transport=httpx.MockTransport(handler),

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,23 +20,11 @@ import structlog
 from sqlalchemy import select
 
 from outbox import Attempt, Delivery, Endpoint, Event, Poller, publish
+from tests.conftest import ManualClock
 from worker.delivery import Result
 from worker.endpoints import NewSecret
 from worker.receiver import Receiver, Reply
 from worker.runtime import Runtime
-
-
-class ManualClock:
-    """A clock that only moves when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
 
 
 @dataclass
