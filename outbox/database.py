@@ -9,6 +9,8 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from outbox.namespace import DEFAULT_SCHEMA, bind
+
 DEFAULT_SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for the write lock before giving up."""
 
@@ -32,8 +34,9 @@ def is_sqlite(url: str | URL) -> bool:
     return make_url(str(url) if isinstance(url, URL) else url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url`` with the settings this project depends on.
+def make_engine(url: str, *, schema: str = DEFAULT_SCHEMA, **kwargs: Any) -> Engine:
+    """An engine for ``url`` with the settings this project depends on, reaching our
+    tables in ``schema`` (see :mod:`outbox.namespace`).
 
     SQLite: WAL journal (readers never wait for writers), a busy timeout, foreign keys
     on, and ``BEGIN IMMEDIATE`` for transactions that ask for it with
@@ -42,9 +45,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed, **kwargs)
+        return bind(_sqlite_engine(parsed, **kwargs), schema)
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(parsed, **kwargs)
+    return bind(create_engine(parsed, **kwargs), schema)
 
 
 def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:

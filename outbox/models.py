@@ -1,5 +1,8 @@
 """The four tables: endpoints, events (the outbox), deliveries and attempts.
 
+They live in our own schema (:mod:`outbox.namespace`): the metadata declares the default
+schema, and a bound engine translates it to the configured one.
+
 The database is the truth: a delivery's state, its next attempt time and its lease all
 live here. A broker message only says "look at delivery X now".
 """
@@ -23,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from outbox.namespace import DEFAULT_SCHEMA
 from outbox.types import JSONType, UTCDateTime
 
 NAMING_CONVENTION = {
@@ -39,7 +43,7 @@ ID = String(40)
 class Base(DeclarativeBase):
     """Declarative base with constraint names that are the same on every database."""
 
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    metadata = MetaData(naming_convention=NAMING_CONVENTION, schema=DEFAULT_SCHEMA)
 
 
 class DeliveryStatus:

@@ -6,7 +6,9 @@ developer machine but **fails** under ``CI=true``: CI must never pass by skippin
 
 Isolation without touching anyone else's data: every PostgreSQL test gets its own
 schema (dropped afterwards) and every Redis test its own key namespace (its keys are
-deleted afterwards); nothing is flushed.
+deleted afterwards); nothing is flushed. The schema is ours (``CATENTIO_DB_SCHEMA``, the
+``db_schema`` setting) and also the URL's ``search_path``, where a test's own "host
+application" tables land: :func:`db_schema_of` reads it back from the URL.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import redis
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from outbox.database import normalize_url
+from outbox.database import make_engine, normalize_url
 from outbox.migrate import upgrade
+from outbox.namespace import DEFAULT_SCHEMA
 from worker.endpoints import NewSecret, create_endpoint
 from worker.receiver import Behaviour, Receiver
 from worker.runtime import Runtime
@@ -59,6 +62,21 @@ def service_missing(name: str, error: BaseException) -> None:
     if IN_CI:
         pytest.fail(f"{message} (CI=true: services are required)", pytrace=False)
     pytest.skip(message)
+
+
+def db_schema_of(database_url: str) -> str:
+    """Our schema for a test database URL: the PostgreSQL test's own (its search_path),
+    the default one on SQLite."""
+    options = make_url(str(normalize_url(database_url))).query.get("options", "")
+    for option in (options,) if isinstance(options, str) else options:
+        if option.startswith("-csearch_path="):
+            return option.partition("=")[2]
+    return DEFAULT_SCHEMA
+
+
+def engine_for(database_url: str, **kwargs: Any) -> sa.Engine:
+    """``make_engine`` reaching the test's own schema."""
+    return make_engine(database_url, schema=db_schema_of(database_url), **kwargs)
 
 
 @pytest.fixture(scope="session")
@@ -108,9 +126,7 @@ def database_url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def migrated(database_url: str) -> str:
     """``database_url`` with the schema migrated."""
-    from outbox.database import make_engine
-
-    engine = make_engine(database_url)
+    engine = engine_for(database_url)
     upgrade(engine)
     engine.dispose()
     return database_url
@@ -151,6 +167,7 @@ def fast_settings(database_url: str, **overrides: Any) -> Settings:
     """Settings for tests: loopback allowed, short schedule and timeouts, a fixed key."""
     values: dict[str, Any] = {
         "database_url": database_url,
+        "db_schema": db_schema_of(database_url),
         "allowed_networks": LOOPBACK,
         "retry_schedule": (timedelta(milliseconds=100),) * 3,
         "retry_jitter": 0.0,

@@ -37,7 +37,7 @@ log = structlog.get_logger("worker.runtime")
 
 def open_database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
     """Engine and session factory for ``settings.database_url``."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, schema=settings.db_schema)
     return engine, make_session_factory(engine)
 
 

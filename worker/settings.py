@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from outbox.errors import ConfigurationError, InvalidDuration
+from outbox.namespace import DEFAULT_SCHEMA, check_schema
 from outbox.publish import DEFAULT_MAX_BODY_BYTES
 from worker.durations import parse_duration, parse_schedule
 
@@ -96,6 +97,8 @@ class Settings:
     """Everything configurable. Build it with :meth:`from_env` or directly in tests."""
 
     database_url: str = DEFAULT_DATABASE_URL
+    # Our PostgreSQL schema in the (possibly shared) database; the table prefix on SQLite.
+    db_schema: str = DEFAULT_SCHEMA
     redis_url: str | None = None
     retry_schedule: tuple[timedelta, ...] = DEFAULT_RETRY_SCHEDULE
     retry_jitter: float = DEFAULT_RETRY_JITTER
@@ -155,6 +158,7 @@ class Settings:
         if env.get("REDIS_URL"):
             values["redis_url"] = env["REDIS_URL"]
         readers: dict[str, tuple[str, Any]] = {
+            "CATENTIO_DB_SCHEMA": ("db_schema", str.strip),
             "CATENTIO_RETRY_SCHEDULE": ("retry_schedule", parse_schedule),
             "CATENTIO_RETRY_JITTER": ("retry_jitter", float),
             "CATENTIO_REQUEST_TIMEOUT": ("request_timeout", _seconds),
@@ -223,6 +227,10 @@ class Settings:
             raise ConfigurationError("rate_limit must be positive (deliveries per second)")
         if not 0 <= self.retry_jitter < 1:
             raise ConfigurationError("retry_jitter must be in [0, 1)")
+        try:
+            check_schema(self.db_schema)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"CATENTIO_DB_SCHEMA: {exc}") from None
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigurationError("CATENTIO_LOG_FORMAT must be auto, json or console")
 

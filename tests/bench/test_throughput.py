@@ -30,7 +30,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from outbox import Delivery, DeliveryStatus, Event, publish
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, db_schema_of
 from worker.logs import configure_logging
 
 EVENTS = 2000
@@ -119,6 +119,7 @@ def test_end_to_end_throughput_against_plain_httpx(
     env = {
         **os.environ,
         "DATABASE_URL": postgres_url,
+        "CATENTIO_DB_SCHEMA": db_schema_of(postgres_url),
         "REDIS_URL": redis_server,
         "CATENTIO_REDIS_NAMESPACE": redis_namespace,
         "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,

@@ -20,10 +20,10 @@ from sqlalchemy.orm import Session
 
 from outbox import ids
 from outbox.clock import utcnow
-from outbox.database import make_engine, make_session_factory
+from outbox.database import make_session_factory
 from outbox.envelope import render
 from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, db_schema_of, engine_for
 from worker.cli import main
 from worker.logs import configure_logging
 from worker.secretbox import SecretBox
@@ -111,7 +111,7 @@ def seed_history(url: str, *, events: int = 1500, now: datetime | None = None) -
     succeeded."""
     now = now or utcnow()
     box = SecretBox([TEST_KEY])
-    engine = make_engine(url)
+    engine = engine_for(url)
     sessions = make_session_factory(engine)
     layout = {"a1": "ws_a", "a2": "ws_a", "b1": "ws_b"}
     endpoint_rows = []
@@ -210,6 +210,7 @@ def cli_env(database_url: str, **extra: str) -> dict[str, str]:
     """The environment the command line runs with in these tests."""
     return {
         "DATABASE_URL": database_url,
+        "CATENTIO_DB_SCHEMA": db_schema_of(database_url),
         "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,
         "CATENTIO_ALLOWED_NETWORKS": "127.0.0.0/8",
         "CATENTIO_LOG_LEVEL": "WARNING",

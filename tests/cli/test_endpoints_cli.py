@@ -9,9 +9,10 @@ from datetime import timedelta
 from sqlalchemy import func, select, update
 
 from outbox.clock import utcnow
-from outbox.database import make_engine, make_session_factory
+from outbox.database import make_session_factory
 from outbox.models import Delivery
 from tests.cli.conftest import SECRET, History, Invoke
+from tests.conftest import engine_for
 
 
 def _show(cli: Invoke, endpoint_id: str) -> dict[str, object]:
@@ -46,7 +47,7 @@ def test_pause_holds_and_resume_releases_held_deliveries(history: History, cli: 
     assert cli("endpoints", "pause", a2).exit_code == 0
     assert _show(cli, a2)["paused"] is True
     held = [d["id"] for d in history.select(endpoint_id=a2, status="pending")[:5]]
-    engine = make_engine(history.url)
+    engine = engine_for(history.url)
     sessions = make_session_factory(engine)
     with sessions() as session, session.begin():
         session.execute(
@@ -93,7 +94,7 @@ def test_delete_is_refused_while_deliveries_are_pending(history: History, cli: I
     assert forced.exit_code == 0, forced.output
     mine = len(history.select(endpoint_id=b1))
     assert f"deleted {b1} and {mine} deliveries" in forced.stdout
-    engine = make_engine(history.url)
+    engine = engine_for(history.url)
     with make_session_factory(engine)() as session:
         left = session.scalar(select(func.count()).select_from(Delivery))
     engine.dispose()
@@ -105,7 +106,7 @@ def test_endpoint_health_counts_recent_attempts_and_backlog(history: History, cl
     """`endpoints list/show` give success rates over the last hour and day, pending and
     in-flight counts, and never the secret."""
     a2 = history.endpoints["a2"]
-    engine = make_engine(history.url)
+    engine = engine_for(history.url)
     with make_session_factory(engine)() as session, session.begin():
         leased = history.select(endpoint_id=a2, status="pending")[:3]
         session.execute(

@@ -14,9 +14,10 @@ from sqlalchemy import update
 
 from outbox import ids
 from outbox.clock import utcnow
-from outbox.database import make_engine, make_session_factory
+from outbox.database import make_session_factory
 from outbox.models import Delivery, Event
 from tests.cli.conftest import SECRET, History, Invoke
+from tests.conftest import engine_for
 
 
 def _pages(cli: Invoke, *args: str, limit: int) -> list[list[dict[str, Any]]]:
@@ -147,7 +148,7 @@ def test_events_list_and_show_carry_the_fanout(history: History, cli: Invoke) ->
 def test_stats_reports_lag_backlog_and_failing_endpoints(history: History, cli: Invoke) -> None:
     """`stats` shows the oldest waiting event's age, due and in-flight deliveries, the
     last hour's outcomes and the most failing endpoint."""
-    engine = make_engine(history.url)
+    engine = engine_for(history.url)
     created = utcnow() - timedelta(minutes=10)
     with make_session_factory(engine)() as session, session.begin():
         session.add(

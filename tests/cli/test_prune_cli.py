@@ -9,9 +9,10 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from outbox.clock import utcnow
-from outbox.database import make_engine, make_session_factory
+from outbox.database import make_session_factory
 from outbox.models import Attempt, Delivery, Event
 from tests.cli.conftest import History, Invoke
+from tests.conftest import engine_for
 
 
 def _expected(history: History, age: timedelta) -> tuple[set[str], set[str]]:
@@ -34,7 +35,7 @@ def _expected(history: History, age: timedelta) -> tuple[set[str], set[str]]:
 
 
 def _remaining(url: str) -> tuple[set[str], set[str], int]:
-    engine = make_engine(url)
+    engine = engine_for(url)
     with make_session_factory(engine)() as session:
         deliveries = set(session.scalars(select(Delivery.id)))
         events = set(session.scalars(select(Event.id)))

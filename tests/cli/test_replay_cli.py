@@ -18,14 +18,15 @@ from typing import Any
 from sqlalchemy import func, select
 
 from outbox import publish
-from outbox.database import make_engine, make_session_factory
+from outbox.database import make_session_factory
 from outbox.models import Attempt, Delivery, DeliveryStatus
 from tests.cli.conftest import History, Invoke, cli_env, run_cli
+from tests.conftest import engine_for
 from worker.receiver import Reply
 
 
 def _rows(url: str, **where: Any) -> list[Delivery]:
-    engine = make_engine(url)
+    engine = engine_for(url)
     try:
         with make_session_factory(engine)() as session:
             query = select(Delivery).filter_by(**where).order_by(Delivery.id)
@@ -97,7 +98,7 @@ def test_replaying_a_delivery_twice_sends_one_new_attempt(
     got = ours(receiver.received("/hook"), event.id)
     assert len(got) == 5
     assert got[-1].headers["x-catentio-attempt"] == "5" and got[-1].verified
-    engine = make_engine(backend["database_url"])
+    engine = engine_for(backend["database_url"])
     with make_session_factory(engine)() as session:
         attempts = list(
             session.scalars(
@@ -276,7 +277,7 @@ def test_broker_unreachable_leaves_the_rows_for_the_sweeper(history: History, cl
     assert "broker unreachable" in result.stdout and "sweeper" in result.stdout
     [row] = _rows(history.url, id=failed)
     assert row.status == "pending" and row.next_trigger == "replay"
-    engine = make_engine(history.url)
+    engine = engine_for(history.url)
     with make_session_factory(engine)() as session:
         count = session.scalar(select(func.count()).where(Attempt.delivery_id == failed))
     engine.dispose()

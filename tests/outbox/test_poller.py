@@ -11,16 +11,16 @@ import pytest
 from sqlalchemy import func, select
 
 from outbox import Delivery, DeliveryStatus, Endpoint, Event, Poller, publish
-from outbox.database import make_engine, make_session_factory
+from outbox.database import make_session_factory
 from outbox.validation import filter_matches
-from tests.conftest import ManualClock
+from tests.conftest import ManualClock, engine_for
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
 def sessions(migrated: str) -> Any:
-    engine = make_engine(migrated)
+    engine = engine_for(migrated)
     yield make_session_factory(engine)
     engine.dispose()
 
@@ -224,7 +224,7 @@ def test_concurrent_migrations_take_turns(postgres_url: str) -> None:
     """Two hosts running `db upgrade` at once both succeed (advisory lock)."""
     from outbox.migrate import current_revision, head_revision, upgrade
 
-    engines = [make_engine(postgres_url) for _ in range(2)]
+    engines = [engine_for(postgres_url) for _ in range(2)]
     errors: list[BaseException] = []
 
     def migrate(engine: Any) -> None:

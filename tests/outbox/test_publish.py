@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from outbox import Event, publish
-from outbox.database import make_engine, make_session_factory
+from outbox.database import make_session_factory
 from outbox.errors import (
     IdempotencyKeyConflict,
     InvalidEventType,
@@ -21,11 +21,12 @@ from outbox.errors import (
     PayloadTooLarge,
     ValidationError,
 )
+from tests.conftest import engine_for
 
 
 @pytest.fixture
 def sessions(migrated: str) -> Any:
-    engine = make_engine(migrated)
+    engine = engine_for(migrated)
     yield make_session_factory(engine)
     engine.dispose()
 

@@ -10,16 +10,17 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from outbox.clock import utcnow
-from outbox.database import make_engine, make_session_factory
+from outbox.database import make_session_factory
 from outbox.migrate import upgrade
 from outbox.models import Delivery, DeliveryStatus
 from outbox.poller import Poller
 from outbox.retention import PruneCounts, count_prunable, prune
 from tests.cli.conftest import seed_history
+from tests.conftest import engine_for
 
 
 def _sessions(url: str) -> tuple[Engine, sessionmaker[Session]]:
-    engine = make_engine(url)
+    engine = engine_for(url)
     return engine, make_session_factory(engine)
 
 

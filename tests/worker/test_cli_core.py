@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, db_schema_of
 from worker.cli import main
 
 
@@ -19,6 +19,7 @@ def cli(migrated: str) -> Any:
     runner = CliRunner()
     env = {
         "DATABASE_URL": migrated,
+        "CATENTIO_DB_SCHEMA": db_schema_of(migrated),
         "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,
         "CATENTIO_LOG_LEVEL": "WARNING",
         "REDIS_URL": "",
@@ -166,10 +167,24 @@ def test_bad_input_gives_one_clear_line(cli: Any, args: list[str], code: int, me
 def test_db_upgrade_accepts_the_platform_postgres_url(postgres_url: str) -> None:
     """`db upgrade` with DATABASE_URL in the postgres:// form that platforms give."""
     url = postgres_url.replace("postgresql://", "postgres://", 1)
-    result = CliRunner().invoke(main, ["db", "upgrade"], env={"DATABASE_URL": url})
+    result = CliRunner().invoke(
+        main,
+        ["db", "upgrade"],
+        env={
+            "DATABASE_URL": url,
+            "CATENTIO_DB_SCHEMA": db_schema_of(url),
+        },
+    )
     assert result.exit_code == 0, result.output
     assert "revision 0001" in result.output or "revision 000" in result.output
-    current = CliRunner().invoke(main, ["db", "current"], env={"DATABASE_URL": url})
+    current = CliRunner().invoke(
+        main,
+        ["db", "current"],
+        env={
+            "DATABASE_URL": url,
+            "CATENTIO_DB_SCHEMA": db_schema_of(url),
+        },
+    )
     head = current.output.split("code: ")[1].strip()
     assert f"database: {head}" in current.output
 
@@ -190,11 +205,22 @@ def test_dead_database_is_one_line_and_exit_1() -> None:
 
 def test_postgres_without_encryption_key_is_refused(postgres_url: str) -> None:
     """Adding an endpoint against PostgreSQL without CATENTIO_ENCRYPTION_KEYS is refused."""
-    CliRunner().invoke(main, ["db", "upgrade"], env={"DATABASE_URL": postgres_url})
+    CliRunner().invoke(
+        main,
+        ["db", "upgrade"],
+        env={
+            "DATABASE_URL": postgres_url,
+            "CATENTIO_DB_SCHEMA": db_schema_of(postgres_url),
+        },
+    )
     result = CliRunner().invoke(
         main,
         ["endpoints", "add", "--workspace", "w", "--url", "https://x/y", "--events", "*"],
-        env={"DATABASE_URL": postgres_url, "CATENTIO_ENCRYPTION_KEYS": ""},
+        env={
+            "DATABASE_URL": postgres_url,
+            "CATENTIO_DB_SCHEMA": db_schema_of(postgres_url),
+            "CATENTIO_ENCRYPTION_KEYS": "",
+        },
     )
     assert result.exit_code == 2 and "CATENTIO_ENCRYPTION_KEYS" in result.stderr
 
@@ -292,6 +318,7 @@ def test_custom_header_limit_follows_the_setting(migrated: str) -> None:
     """CATENTIO_MAX_HEADER_BYTES bounds an endpoint's custom headers at registration."""
     env = {
         "DATABASE_URL": migrated,
+        "CATENTIO_DB_SCHEMA": db_schema_of(migrated),
         "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,
         "CATENTIO_MAX_HEADER_BYTES": "64",
     }

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from outbox import publish
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, db_schema_of
 
 
 @pytest.fixture
@@ -64,7 +64,12 @@ def test_run_embedded_delivers_and_stops_on_sigterm(
 ) -> None:
     """`catentio-webhooks run` on SQLite delivers every event, then exits 0 on SIGTERM."""
     seed(make_runtime(sqlite_url), add_endpoint, receiver, 5)
-    process = spawn({"DATABASE_URL": sqlite_url}, "run", "--threads", "2")
+    process = spawn(
+        {"DATABASE_URL": sqlite_url, "CATENTIO_DB_SCHEMA": db_schema_of(sqlite_url)},
+        "run",
+        "--threads",
+        "2",
+    )
     assert receiver.wait_for(5, path="/hook", timeout=30), process.stderr
     code, err = stop(process)
     assert code == 0, err
@@ -85,6 +90,7 @@ def test_poller_and_worker_processes_on_postgres_and_redis(
     seed(make_runtime(postgres_url), add_endpoint, receiver, 30)
     env = {
         "DATABASE_URL": postgres_url,
+        "CATENTIO_DB_SCHEMA": db_schema_of(postgres_url),
         "REDIS_URL": redis_server,
         "CATENTIO_REDIS_NAMESPACE": redis_namespace,
     }
@@ -103,7 +109,9 @@ def test_poller_and_worker_processes_on_postgres_and_redis(
 
 def test_worker_without_redis_explains_itself(spawn: Any, sqlite_url: str) -> None:
     """`worker` without REDIS_URL exits 2 with a one-line reason."""
-    process = spawn({"DATABASE_URL": sqlite_url}, "worker")
+    process = spawn(
+        {"DATABASE_URL": sqlite_url, "CATENTIO_DB_SCHEMA": db_schema_of(sqlite_url)}, "worker"
+    )
     _, err = process.communicate(timeout=30)
     assert process.returncode == 2
     assert err.strip().splitlines()[-1].startswith("error: `worker` runs one half")

@@ -1,5 +1,8 @@
 """Initial schema: endpoints, events (the outbox), deliveries and attempts.
 
+Created inside our namespace (``outbox.namespace``). Installations that ran this
+revision before it was namespaced are moved into it by ``outbox.legacy``.
+
 Revision ID: 0001
 Revises:
 Create Date: 2026-11-23 17:17:41.303318
@@ -11,6 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from outbox.migrate import migrating_namespace
+
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 revision = "0001"
@@ -20,8 +25,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    ns = migrating_namespace()
     op.create_table(
-        "endpoints",
+        ns.table("endpoints"),
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("workspace_id", sa.String(length=64), nullable=False),
         sa.Column("url", sa.Text(), nullable=False),
@@ -45,14 +51,13 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_endpoints")),
+        schema=ns.table_schema,
     )
-    with op.batch_alter_table("endpoints", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_endpoints_workspace_id"), ["workspace_id"], unique=False
-        )
+    with op.batch_alter_table(ns.table("endpoints"), schema=ns.table_schema) as batch_op:
+        batch_op.create_index(ns.index("ix_endpoints_workspace_id"), ["workspace_id"], unique=False)
 
     op.create_table(
-        "events",
+        ns.table("events"),
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("workspace_id", sa.String(length=64), nullable=False),
         sa.Column("type", sa.String(length=128), nullable=False),
@@ -63,23 +68,24 @@ def upgrade() -> None:
         sa.Column("dispatched_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_events")),
         sa.UniqueConstraint("workspace_id", "idempotency_key", name="uq_events_idempotency"),
+        schema=ns.table_schema,
     )
-    with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_events_created_at"), ["created_at"], unique=False)
-        batch_op.create_index(batch_op.f("ix_events_type"), ["type"], unique=False)
+    with op.batch_alter_table(ns.table("events"), schema=ns.table_schema) as batch_op:
+        batch_op.create_index(ns.index("ix_events_created_at"), ["created_at"], unique=False)
+        batch_op.create_index(ns.index("ix_events_type"), ["type"], unique=False)
         batch_op.create_index(
-            "ix_events_waiting",
+            ns.index("ix_events_waiting"),
             ["id"],
             unique=False,
             postgresql_where=sa.text("dispatched_at IS NULL"),
             sqlite_where=sa.text("dispatched_at IS NULL"),
         )
         batch_op.create_index(
-            "ix_events_workspace_created", ["workspace_id", "created_at"], unique=False
+            ns.index("ix_events_workspace_created"), ["workspace_id", "created_at"], unique=False
         )
 
     op.create_table(
-        "deliveries",
+        ns.table("deliveries"),
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("event_id", sa.String(length=40), nullable=False),
         sa.Column("endpoint_id", sa.String(length=40), nullable=False),
@@ -101,34 +107,41 @@ def upgrade() -> None:
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["endpoint_id"],
-            ["endpoints.id"],
+            [ns.column("endpoints", "id")],
             name=op.f("fk_deliveries_endpoint_id_endpoints"),
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
             ["event_id"],
-            ["events.id"],
+            [ns.column("events", "id")],
             name=op.f("fk_deliveries_event_id_events"),
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_deliveries")),
         sa.UniqueConstraint("event_id", "endpoint_id", name="uq_deliveries_event_endpoint"),
+        schema=ns.table_schema,
     )
-    with op.batch_alter_table("deliveries", schema=None) as batch_op:
-        batch_op.create_index("ix_deliveries_completed_at", ["completed_at"], unique=False)
+    with op.batch_alter_table(ns.table("deliveries"), schema=ns.table_schema) as batch_op:
         batch_op.create_index(
-            "ix_deliveries_due",
+            ns.index("ix_deliveries_completed_at"), ["completed_at"], unique=False
+        )
+        batch_op.create_index(
+            ns.index("ix_deliveries_due"),
             ["next_attempt_at"],
             unique=False,
             postgresql_where=sa.text("status = 'pending'"),
             sqlite_where=sa.text("status = 'pending'"),
         )
-        batch_op.create_index("ix_deliveries_endpoint_id_id", ["endpoint_id", "id"], unique=False)
-        batch_op.create_index("ix_deliveries_status_id", ["status", "id"], unique=False)
-        batch_op.create_index("ix_deliveries_workspace_id_id", ["workspace_id", "id"], unique=False)
+        batch_op.create_index(
+            ns.index("ix_deliveries_endpoint_id_id"), ["endpoint_id", "id"], unique=False
+        )
+        batch_op.create_index(ns.index("ix_deliveries_status_id"), ["status", "id"], unique=False)
+        batch_op.create_index(
+            ns.index("ix_deliveries_workspace_id_id"), ["workspace_id", "id"], unique=False
+        )
 
     op.create_table(
-        "attempts",
+        ns.table("attempts"),
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("delivery_id", sa.String(length=40), nullable=False),
         sa.Column("number", sa.Integer(), nullable=False),
@@ -146,46 +159,48 @@ def upgrade() -> None:
         sa.Column("outcome", sa.String(length=16), nullable=False),
         sa.ForeignKeyConstraint(
             ["delivery_id"],
-            ["deliveries.id"],
+            [ns.column("deliveries", "id")],
             name=op.f("fk_attempts_delivery_id_deliveries"),
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_attempts")),
         sa.UniqueConstraint("delivery_id", "number", name="uq_attempts_number"),
+        schema=ns.table_schema,
     )
-    with op.batch_alter_table("attempts", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_attempts_started_at"), ["started_at"], unique=False)
+    with op.batch_alter_table(ns.table("attempts"), schema=ns.table_schema) as batch_op:
+        batch_op.create_index(ns.index("ix_attempts_started_at"), ["started_at"], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("attempts", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_attempts_started_at"))
+    ns = migrating_namespace()
+    with op.batch_alter_table(ns.table("attempts"), schema=ns.table_schema) as batch_op:
+        batch_op.drop_index(ns.index("ix_attempts_started_at"))
 
-    op.drop_table("attempts")
-    with op.batch_alter_table("deliveries", schema=None) as batch_op:
-        batch_op.drop_index("ix_deliveries_workspace_id_id")
-        batch_op.drop_index("ix_deliveries_status_id")
-        batch_op.drop_index("ix_deliveries_endpoint_id_id")
+    op.drop_table(ns.table("attempts"), schema=ns.table_schema)
+    with op.batch_alter_table(ns.table("deliveries"), schema=ns.table_schema) as batch_op:
+        batch_op.drop_index(ns.index("ix_deliveries_workspace_id_id"))
+        batch_op.drop_index(ns.index("ix_deliveries_status_id"))
+        batch_op.drop_index(ns.index("ix_deliveries_endpoint_id_id"))
         batch_op.drop_index(
-            "ix_deliveries_due",
+            ns.index("ix_deliveries_due"),
             postgresql_where=sa.text("status = 'pending'"),
             sqlite_where=sa.text("status = 'pending'"),
         )
-        batch_op.drop_index("ix_deliveries_completed_at")
+        batch_op.drop_index(ns.index("ix_deliveries_completed_at"))
 
-    op.drop_table("deliveries")
-    with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.drop_index("ix_events_workspace_created")
+    op.drop_table(ns.table("deliveries"), schema=ns.table_schema)
+    with op.batch_alter_table(ns.table("events"), schema=ns.table_schema) as batch_op:
+        batch_op.drop_index(ns.index("ix_events_workspace_created"))
         batch_op.drop_index(
-            "ix_events_waiting",
+            ns.index("ix_events_waiting"),
             postgresql_where=sa.text("dispatched_at IS NULL"),
             sqlite_where=sa.text("dispatched_at IS NULL"),
         )
-        batch_op.drop_index(batch_op.f("ix_events_type"))
-        batch_op.drop_index(batch_op.f("ix_events_created_at"))
+        batch_op.drop_index(ns.index("ix_events_type"))
+        batch_op.drop_index(ns.index("ix_events_created_at"))
 
-    op.drop_table("events")
-    with op.batch_alter_table("endpoints", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_endpoints_workspace_id"))
+    op.drop_table(ns.table("events"), schema=ns.table_schema)
+    with op.batch_alter_table(ns.table("endpoints"), schema=ns.table_schema) as batch_op:
+        batch_op.drop_index(ns.index("ix_endpoints_workspace_id"))
 
-    op.drop_table("endpoints")
+    op.drop_table(ns.table("endpoints"), schema=ns.table_schema)

@@ -20,7 +20,7 @@ import structlog
 from sqlalchemy import select
 
 from outbox import Attempt, Delivery, Endpoint, Event, Poller, publish
-from tests.conftest import ManualClock
+from tests.conftest import ManualClock, db_schema_of
 from worker.delivery import Result
 from worker.endpoints import NewSecret
 from worker.receiver import Receiver, Reply
@@ -230,6 +230,7 @@ def cli_env(database_url: str, **extra: str) -> dict[str, str]:
 
     return {
         "DATABASE_URL": database_url,
+        "CATENTIO_DB_SCHEMA": db_schema_of(database_url),
         "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,
         "CATENTIO_ALLOWED_NETWORKS": "127.0.0.0/8",
         "CATENTIO_LOG_LEVEL": "INFO",

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select, update
 
 from outbox import Delivery, DeliveryStatus, publish
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, db_schema_of
 from tests.worker.policy.conftest import Gauge, Harness, Switch, statuses, wait_until
 from worker.delivery import Hold
 from worker.receiver import Receiver, always
@@ -166,6 +166,7 @@ def test_the_limit_holds_across_two_worker_processes_on_redis(
     env = {
         **os.environ,
         "DATABASE_URL": postgres_url,
+        "CATENTIO_DB_SCHEMA": db_schema_of(postgres_url),
         "REDIS_URL": redis_server,
         "CATENTIO_REDIS_NAMESPACE": redis_namespace,
         "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,

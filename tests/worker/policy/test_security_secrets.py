@@ -17,9 +17,11 @@ import structlog
 from sqlalchemy import select
 
 from outbox import Attempt, Endpoint
-from outbox.database import make_engine, make_session_factory
+from outbox.database import make_session_factory
 from outbox.errors import ConfigurationError
 from outbox.migrate import upgrade
+from outbox.namespace import namespace_of
+from tests.conftest import engine_for
 from tests.worker.policy.conftest import Harness, cli_env, logging_restored, run_cli
 from worker.endpoints import create_endpoint
 from worker.receiver import always
@@ -29,8 +31,9 @@ from worker.secretbox import SecretBox, generate_key, key_file_for, open_secret_
 def test_secrets_are_stored_encrypted(harness: Harness) -> None:
     """The secrets column holds a Fernet token, never the secret or its key material."""
     created = harness.endpoint()
+    table = namespace_of(harness.runtime.engine).qualified("endpoints")
     with harness.runtime.engine.connect() as connection:
-        raw = connection.execute(sa.text("SELECT secrets FROM endpoints")).scalar_one()
+        raw = connection.execute(sa.text(f"SELECT secrets FROM {table}")).scalar_one()
     text = raw if isinstance(raw, str) else json.dumps(raw)
     assert created.secret not in text
     assert created.secret.removeprefix("whsec_") not in text
@@ -81,7 +84,7 @@ def test_reencrypt_moves_every_secret_to_the_newest_key(sqlite_url: str) -> None
     """With keys "new,old", ``secrets reencrypt`` rewrites every secret under the new
     key: afterwards the new key alone decrypts them all and the old one none."""
     old, new = generate_key(), generate_key()
-    engine = make_engine(sqlite_url)
+    engine = engine_for(sqlite_url)
     upgrade(engine)
     sessions = make_session_factory(engine)
     plain = []
