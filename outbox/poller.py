@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import Select, or_, select, update
@@ -45,6 +45,17 @@ DEFAULT_POLL_INTERVAL = 0.5
 
 DEFAULT_SWEEP_INTERVAL = 10.0
 """Seconds between sweeps."""
+
+
+class Wakeup(Protocol):
+    """What the poller sleeps on when the outbox is empty (``worker.wakeup.Wakeup``)."""
+
+    listening: bool
+    """Whether every commit is sure to ring (a LISTEN connection is up)."""
+
+    def sleep(self, seconds: float, stop: threading.Event) -> bool:
+        """Sleep up to ``seconds``, less when rung or stopped."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -143,10 +154,15 @@ class Poller:
         *,
         interval: float = DEFAULT_POLL_INTERVAL,
         sweep_interval: float = DEFAULT_SWEEP_INTERVAL,
+        wakeup: Wakeup | None = None,
     ) -> None:
         """Poll until ``stop`` is set: at once while batches come back full, otherwise
         backing off up to ``interval``. Database errors are logged and retried; they never
-        stop the loop."""
+        stop the loop.
+
+        With a ``wakeup``, a commit that published cuts the sleep short; while it is
+        ``listening`` (every commit rings), an empty outbox is polled only every
+        ``interval``, since nothing can arrive unannounced."""
         idle = 0.0
         next_sweep = 0.0
         pruner = None
@@ -167,9 +183,16 @@ class Poller:
             if result.events >= self.batch_size:
                 idle = 0.0
                 continue
-            idle = min(interval, max(0.01, idle * 2 or 0.01)) if result.events == 0 else 0.0
-            if stop.wait(idle):
-                break
+            if result.events:
+                idle = 0.0
+            elif wakeup is not None and wakeup.listening:
+                idle = interval
+            else:
+                idle = min(interval, max(0.01, idle * 2 or 0.01))
+            if wakeup is None:
+                stop.wait(idle)
+            else:
+                wakeup.sleep(idle, stop)
 
     def _ring(self, delivery_ids: Sequence[str]) -> None:
         if not delivery_ids:

@@ -15,6 +15,7 @@ from outbox.database import lock_for_write
 from outbox.envelope import render
 from outbox.errors import IdempotencyKeyConflict, PayloadTooLarge, ValidationError
 from outbox.models import Event
+from outbox.notify import announce
 from outbox.validation import check_event_type, check_workspace_id
 
 DEFAULT_MAX_BODY_BYTES = 256 * 1024
@@ -46,6 +47,10 @@ def publish(
             run.status = "succeeded"
             publish(session, workspace_id="ws_1", type="run.succeeded",
                     data={"runId": run.id}, idempotency_key=f"run-{run.id}-succeeded")
+
+    On PostgreSQL the commit also wakes the poller (``NOTIFY``, see :mod:`outbox.notify`).
+    The session's engine must reach our schema: :func:`outbox.bind` it when the schema is
+    not the default one, or when the database is SQLite.
 
     Raises a :class:`~outbox.errors.ValidationError` subclass for bad input.
     """
@@ -82,6 +87,7 @@ def publish(
     )
     if idempotency_key is None:
         session.add(event)
+        announce(session)
         return event
 
     # SQLite: if publishing starts the transaction, take the write lock now, so a racing
@@ -95,6 +101,7 @@ def publish(
             # producer's own work in the same transaction.
             with session.begin_nested():
                 session.add(event)
+            announce(session)
             return event
         except IntegrityError:
             existing = _find(session, workspace_id, idempotency_key)

@@ -31,6 +31,7 @@ from worker.secretbox import SecretBox, open_secret_box
 from worker.sender import Sender
 from worker.settings import Settings
 from worker.transport import GuardedTransport
+from worker.wakeup import Listener, Wakeup, wake_on_commit
 
 log = structlog.get_logger("worker.runtime")
 
@@ -69,6 +70,8 @@ class Runtime:
     deliverer: Deliverer
     dispatch: Dispatch
     clock: Clock = utcnow
+    # The LISTEN connection's thread while the poller runs on PostgreSQL (else None).
+    listener: Listener | None = None
     _workers: list[dramatiq.Worker] = field(default_factory=list)
 
     @classmethod
@@ -133,6 +136,27 @@ class Runtime:
             retention=self.settings.retention,
         )
 
+    def run_poller(self, stop: threading.Event) -> None:
+        """Poll until ``stop`` is set, woken early by commits that publish: through
+        ``LISTEN`` on PostgreSQL (unless ``settings.listen`` is off), and in-process when
+        this process publishes itself (the embedded mode)."""
+        wakeup = Wakeup()
+        wake_on_commit(self.engine, wakeup)
+        listener = None
+        if self.engine.dialect.name == "postgresql" and self.settings.listen:
+            listener = self.listener = Listener(self.engine, wakeup).start()
+        try:
+            self.poller().run(
+                stop,
+                interval=self.settings.poll_interval,
+                sweep_interval=self.settings.sweep_interval,
+                wakeup=wakeup,
+            )
+        finally:
+            if listener is not None:
+                listener.stop()
+                self.listener = None
+
     def start_worker(self, threads: int | None = None) -> dramatiq.Worker:
         """Start dramatiq worker threads consuming this runtime's queue."""
         worker = dramatiq.Worker(
@@ -159,16 +183,8 @@ class Runtime:
         """Worker threads and a poller thread until the block exits (embedded mode)."""
         stop = threading.Event()
         self.start_worker(threads)
-        poller = self.poller()
         thread = threading.Thread(
-            target=poller.run,
-            args=(stop,),
-            kwargs={
-                "interval": self.settings.poll_interval,
-                "sweep_interval": self.settings.sweep_interval,
-            },
-            name="catentio-poller",
-            daemon=True,
+            target=self.run_poller, args=(stop,), name="catentio-poller", daemon=True
         )
         thread.start()
         try:

@@ -112,6 +112,9 @@ class Settings:
     worker_threads: int = DEFAULT_WORKER_THREADS
     poll_interval: float = 0.5
     poll_batch_size: int = 200
+    # LISTEN for published events on PostgreSQL (off behind a transaction-mode pooler,
+    # which cannot hold a LISTEN; polling alone still finds every event).
+    listen: bool = True
     sweep_interval: float = 10.0
     sweep_after: timedelta = timedelta(seconds=30)
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
@@ -171,6 +174,7 @@ class Settings:
             "CATENTIO_WORKER_THREADS": ("worker_threads", int),
             "CATENTIO_POLL_INTERVAL": ("poll_interval", _seconds),
             "CATENTIO_POLL_BATCH_SIZE": ("poll_batch_size", int),
+            "CATENTIO_LISTEN": ("listen", _bool),
             "CATENTIO_SWEEP_INTERVAL": ("sweep_interval", _seconds),
             "CATENTIO_SWEEP_AFTER": ("sweep_after", parse_duration),
             "CATENTIO_MAX_CONCURRENCY": ("max_concurrency", int),

@@ -61,11 +61,7 @@ def poller(state: State) -> None:
     runtime = Runtime.open(state.settings)
     log.info("poller.started")
     try:
-        runtime.poller().run(
-            stop,
-            interval=state.settings.poll_interval,
-            sweep_interval=state.settings.sweep_interval,
-        )
+        runtime.run_poller(stop)
     finally:
         runtime.close()
     log.info("poller.stopped")
