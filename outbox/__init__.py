@@ -1,4 +1,4 @@
-"""The outbox: models, ``publish()`` and the poller.
+"""The outbox: models, migrations and ``publish()``, for producers.
 
 Producers need only this package and their own SQLAlchemy session::
 
@@ -10,13 +10,13 @@ Outside the default schema, or on SQLite, point the engine at our tables first
 
     outbox.bind(engine, schema="catentio_webhooks")
 
-It never imports dramatiq, httpx or ``worker``.
+It never imports dramatiq, httpx, structlog or ``worker``; the poller that fans events
+out to deliveries is the worker's (``worker.fanout``).
 """
 
 from outbox.errors import CatentioError, ValidationError
 from outbox.models import Attempt, Base, Delivery, DeliveryStatus, Endpoint, Event, Trigger
 from outbox.namespace import DEFAULT_SCHEMA, bind
-from outbox.poller import Poller, PollResult
 from outbox.publish import DEFAULT_MAX_BODY_BYTES, publish
 
 __all__ = [
@@ -29,8 +29,6 @@ __all__ = [
     "DeliveryStatus",
     "Endpoint",
     "Event",
-    "PollResult",
-    "Poller",
     "Trigger",
     "ValidationError",
     "bind",

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from outbox.errors import ConfigurationError
+from outbox.errors import InvalidSchemaName
 
 DEFAULT_SCHEMA = "catentio_webhooks"
 """The PostgreSQL schema (and SQLite table prefix, plus ``_``) used unless configured."""
@@ -51,16 +51,16 @@ def check_schema(name: object) -> str:
     ``GRANT`` a DBA types, so nothing else is accepted.
     """
     if not isinstance(name, str) or not _SCHEMA.fullmatch(name):
-        raise ConfigurationError(
+        raise InvalidSchemaName(
             f"database schema {name!r} must be lowercase letters, digits and '_', "
             "not starting with a digit"
         )
     if len(name) > MAX_SCHEMA_LENGTH:
-        raise ConfigurationError(
+        raise InvalidSchemaName(
             f"database schema {name!r} is longer than {MAX_SCHEMA_LENGTH} characters"
         )
     if name.startswith("pg_"):
-        raise ConfigurationError(f"database schema {name!r}: 'pg_' names are PostgreSQL's own")
+        raise InvalidSchemaName(f"database schema {name!r}: 'pg_' names are PostgreSQL's own")
     return name
 
 

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-from outbox.errors import ConfigurationError, InvalidDuration
+from outbox.errors import InvalidSchemaName
 from outbox.namespace import DEFAULT_SCHEMA, check_schema
 from outbox.publish import DEFAULT_MAX_BODY_BYTES
 from worker.durations import parse_duration, parse_schedule
+from worker.errors import ConfigurationError, InvalidDuration
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -140,6 +141,11 @@ class Settings:
         return timedelta(seconds=self.request_timeout) + self.lease_margin
 
     @property
+    def sweep_delay(self) -> timedelta:
+        """How long a due delivery whose bell was lost waits, at most, for the sweeper."""
+        return self.sweep_after + timedelta(seconds=self.sweep_interval)
+
+    @property
     def max_attempts(self) -> int:
         """Attempts per delivery: one, plus one after each delay of the schedule."""
         return len(self.retry_schedule) + 1
@@ -233,7 +239,7 @@ class Settings:
             raise ConfigurationError("retry_jitter must be in [0, 1)")
         try:
             check_schema(self.db_schema)
-        except ConfigurationError as exc:
+        except InvalidSchemaName as exc:
             raise ConfigurationError(f"CATENTIO_DB_SCHEMA: {exc}") from None
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigurationError("CATENTIO_LOG_FORMAT must be auto, json or console")

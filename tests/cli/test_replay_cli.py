@@ -22,7 +22,7 @@ from outbox.database import make_session_factory
 from outbox.models import Attempt, Delivery, DeliveryStatus
 from tests.cli.conftest import History, Invoke, cli_env, run_cli
 from tests.conftest import engine_for
-from worker.receiver import Reply
+from worker.demo.receiver import Reply
 
 
 def _rows(url: str, **where: Any) -> list[Delivery]:

@@ -18,11 +18,12 @@ from sqlalchemy.orm import Session
 
 from outbox import bind, ids, publish
 from outbox.database import make_engine, make_session_factory, normalize_url
-from outbox.errors import ConfigurationError
+from outbox.errors import InvalidSchemaName
 from outbox.migrate import current_revision, head_revision, upgrade
 from outbox.models import Delivery, Endpoint, Event
 from outbox.namespace import DEFAULT_SCHEMA, check_schema, namespace_of
 from worker.cli import main
+from worker.errors import ConfigurationError
 from worker.settings import Settings
 
 LEGACY = Path(__file__).with_name("legacy_migrations")
@@ -142,7 +143,7 @@ def test_schema_setting_is_read_and_checked() -> None:
     for bad in ("Hooks", "1hooks", "hooks;drop", "pg_hooks", "x" * 49):
         with pytest.raises(ConfigurationError, match="CATENTIO_DB_SCHEMA"):
             Settings.from_env({"CATENTIO_DB_SCHEMA": bad})
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(InvalidSchemaName):
         check_schema("has space")
 
 

@@ -21,7 +21,7 @@ import pytest
 from outbox.migrate import upgrade
 from outbox.models import Event
 from tests.conftest import db_schema_of, engine_for, service_missing
-from worker.receiver import Receiver
+from worker.demo.receiver import Receiver
 from worker.runtime import Runtime
 
 pytestmark = pytest.mark.postgres

@@ -23,7 +23,7 @@ from outbox.migrate import upgrade
 from outbox.models import Event
 from outbox.sqlstate import ERRORS
 from tests.conftest import db_schema_of, engine_for
-from worker.receiver import Receiver
+from worker.demo.receiver import Receiver
 from worker.runtime import Runtime
 
 pytestmark = pytest.mark.postgres

@@ -14,13 +14,13 @@ from outbox import publish
 from outbox.database import make_session_factory
 from outbox.migrate import upgrade
 from outbox.namespace import namespace_of
-from outbox.poller import Poller
 from tests.conftest import TEST_KEY, engine_for
-from worker.endpoints import create_endpoint
-from worker.receiver import Receiver
+from worker.demo.receiver import Receiver
+from worker.endpoints.registry import create_endpoint
+from worker.endpoints.secretbox import SecretBox
+from worker.fanout.poller import Poller
+from worker.fanout.wakeup import Wakeup, wake_on_commit
 from worker.runtime import Runtime
-from worker.secretbox import SecretBox
-from worker.wakeup import Wakeup, wake_on_commit
 
 SLOW_POLL = 30.0  # so that only a wake-up can explain a prompt delivery
 PROMPT = 3.0  # the bound a woken delivery must meet (it takes milliseconds when idle)

@@ -1,0 +1,7 @@
+"""Fan-out: from outbox events to deliveries, and the bell rung again when it was lost.
+
+* ``poller``: claims waiting events, creates one delivery per subscribed endpoint,
+  dispatches them after commit; its sweeper re-rings due, unleased deliveries.
+* ``wakeup``: what the poller sleeps on, rung by LISTEN/NOTIFY (PostgreSQL) or by a
+  commit in this process (SQLite), so a published event is fanned out at once.
+"""
