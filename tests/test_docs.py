@@ -22,9 +22,9 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 
 
 def test_readme_demo_command_runs_the_demo() -> None:
-    """The README's first command installs both packages and runs the demo."""
+    """The README's first command installs the three distributions and runs the demo."""
     first = shell_blocks((ROOT / "README.md").read_text())[0]
-    assert first == "python -m pip install ./signing . && catentio-webhooks demo"
+    assert first == "python -m pip install ./signing ./outbox . && catentio-webhooks demo"
 
 
 def test_procfile_names_the_three_process_types() -> None:
