@@ -96,6 +96,8 @@ def test_db_upgrade_beside_a_host_application_touches_nothing_of_its(
     succeeds; both are intact afterwards and `db current` reports only our revision."""
     _make_host_application(host_database)
     runner = CliRunner()
+    before = runner.invoke(main, ["db", "current"], env=host_database.env())
+    assert before.output.strip() == f"database: empty; code: {head_revision()}"
 
     upgraded = runner.invoke(main, ["db", "upgrade"], env=host_database.env())
     assert upgraded.exit_code == 0, upgraded.output
