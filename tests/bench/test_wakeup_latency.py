@@ -30,7 +30,7 @@ from sqlalchemy import select
 
 from outbox import Attempt, Delivery, publish
 from outbox.database import make_session_factory
-from tests.conftest import TEST_KEY, db_schema_of, engine_for
+from tests.support.services import TEST_KEY, db_schema_of, engine_for
 
 RATES = (50, 10)  # events per second: the rate, and one a loaded host keeps up with
 SECONDS = 10

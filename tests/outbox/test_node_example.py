@@ -20,7 +20,7 @@ import pytest
 
 from outbox.migrate import upgrade
 from outbox.models import Event
-from tests.conftest import db_schema_of, engine_for, service_missing
+from tests.support.services import db_schema_of, engine_for, service_missing
 from worker.demo.receiver import Receiver
 from worker.runtime import Runtime
 

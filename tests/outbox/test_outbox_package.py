@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from outbox.migrate import upgrade
-from tests.conftest import engine_for
+from tests.support.services import engine_for
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_STACK = {"dramatiq", "httpx", "httpcore", "redis", "rich", "click", "structlog"}

@@ -21,7 +21,7 @@ from outbox.errors import (
     PayloadTooLarge,
     ValidationError,
 )
-from tests.conftest import engine_for
+from tests.support.services import engine_for
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from outbox.errors import ValidationError
 from outbox.migrate import upgrade
 from outbox.models import Event
 from outbox.sqlstate import ERRORS
-from tests.conftest import db_schema_of, engine_for
+from tests.support.services import db_schema_of, engine_for
 from worker.demo.receiver import Receiver
 from worker.runtime import Runtime
 

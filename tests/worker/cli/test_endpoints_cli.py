@@ -11,8 +11,9 @@ from sqlalchemy import func, select, update
 from outbox.clock import utcnow
 from outbox.database import make_session_factory
 from outbox.models import Delivery
-from tests.cli.conftest import SECRET, History, Invoke
-from tests.conftest import engine_for
+from tests.support.cli import Invoke
+from tests.support.history import SECRET, History
+from tests.support.services import engine_for
 
 
 def _show(cli: Invoke, endpoint_id: str) -> dict[str, object]:

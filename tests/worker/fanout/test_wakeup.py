@@ -14,7 +14,7 @@ from outbox import publish
 from outbox.database import make_session_factory
 from outbox.migrate import upgrade
 from outbox.namespace import namespace_of
-from tests.conftest import TEST_KEY, engine_for
+from tests.support.services import TEST_KEY, engine_for
 from worker.demo.receiver import Receiver
 from worker.endpoints.registry import create_endpoint
 from worker.endpoints.secretbox import SecretBox

@@ -13,8 +13,8 @@ from outbox.clock import utcnow
 from outbox.database import make_session_factory
 from outbox.migrate import upgrade
 from outbox.models import Delivery, DeliveryStatus
-from tests.cli.conftest import seed_history
-from tests.conftest import engine_for
+from tests.support.history import seed_history
+from tests.support.services import engine_for
 from worker.fanout.poller import Poller
 from worker.ops.retention import PruneCounts, count_prunable, prune
 

@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 
 from outbox import Delivery, DeliveryStatus, Endpoint, Event, publish
 from outbox.database import make_session_factory
-from tests.conftest import ManualClock, engine_for
+from tests.support.clock import ManualClock
+from tests.support.services import engine_for
 from worker.endpoints.filters import filter_matches
 from worker.fanout.poller import Poller
 

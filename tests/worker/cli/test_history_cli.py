@@ -16,8 +16,9 @@ from outbox import ids
 from outbox.clock import utcnow
 from outbox.database import make_session_factory
 from outbox.models import Delivery, Event
-from tests.cli.conftest import SECRET, History, Invoke
-from tests.conftest import engine_for
+from tests.support.cli import Invoke
+from tests.support.history import SECRET, History
+from tests.support.services import engine_for
 
 
 def _pages(cli: Invoke, *args: str, limit: int) -> list[list[dict[str, Any]]]:
