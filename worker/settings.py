@@ -67,6 +67,10 @@ DEFAULT_LIMITED_RETRY = timedelta(seconds=1)
 DEFAULT_PAUSED_RECHECK = timedelta(seconds=60)
 """How often a delivery to a paused endpoint looks again."""
 
+DEFAULT_METRICS_HOST = "127.0.0.1"
+"""Where the ``/metrics``, ``/healthz`` and ``/readyz`` listener binds; set
+``CATENTIO_METRICS_HOST=0.0.0.0`` (or ``::``) for a Prometheus on another host."""
+
 DEFAULT_QUEUE = "catentio-webhooks"
 """The dramatiq queue the delivery actor listens on."""
 
@@ -127,6 +131,11 @@ class Settings:
     redis_namespace: str = "catentio"
     log_level: str = "INFO"
     log_format: str = "auto"
+    # The process's /metrics, /healthz and /readyz port (None: off; 0: any free port).
+    metrics_port: int | None = None
+    metrics_host: str = DEFAULT_METRICS_HOST
+    # An `endpoint` label on the attempt and hold counters: one series per endpoint.
+    metrics_endpoint_labels: bool = False
 
     @property
     def lease_duration(self) -> timedelta:
@@ -183,6 +192,9 @@ class Settings:
             "CATENTIO_REDIS_NAMESPACE": ("redis_namespace", str),
             "CATENTIO_LOG_LEVEL": ("log_level", str.upper),
             "CATENTIO_LOG_FORMAT": ("log_format", str.lower),
+            "CATENTIO_METRICS_PORT": ("metrics_port", int),
+            "CATENTIO_METRICS_HOST": ("metrics_host", str.strip),
+            "CATENTIO_METRICS_ENDPOINT_LABELS": ("metrics_endpoint_labels", _bool),
         }
         for name, (attribute, parse) in readers.items():
             raw = env.get(name)
@@ -223,6 +235,10 @@ class Settings:
             raise ConfigurationError("rate_limit must be positive (deliveries per second)")
         if not 0 <= self.retry_jitter < 1:
             raise ConfigurationError("retry_jitter must be in [0, 1)")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigurationError(
+                f"CATENTIO_METRICS_PORT must be a port number (0-65535), got {self.metrics_port}"
+            )
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigurationError("CATENTIO_LOG_FORMAT must be auto, json or console")
 
