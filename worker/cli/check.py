@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from worker.checks import run_checks
+from worker.ops.checks import run_checks
 from worker.cli.options import json_option
 from worker.cli.output import print_json
 from worker.cli.state import State, pass_state

@@ -11,7 +11,7 @@ host each get their own port (the systemd template uses its instance name as the
 
 ``/healthz`` answers 200 while the process runs (liveness). ``/readyz`` answers 200
 when the database and the broker are reachable, 503 otherwise, one line per check
-(readiness: :mod:`worker.checks`). The API process mounts :meth:`Telemetry.asgi_app`
+(readiness: :mod:`worker.ops.checks`). The API process mounts :meth:`Telemetry.asgi_app`
 on its own app instead of opening a second port.
 """
 
@@ -37,7 +37,7 @@ from prometheus_client import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.checks import Check
+from worker.ops.checks import Check
 from worker.settings import Settings
 from worker.telemetry.gauges import StateGauges
 from worker.telemetry.metrics import PREFIX, PrometheusMetrics

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from worker.checks import Check
+from worker.ops.checks import Check
 from worker.settings import Settings
 from worker.telemetry.exporter import MetricsServer, Telemetry
 
