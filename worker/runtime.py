@@ -1,8 +1,10 @@
 """Wiring: the engine, sessions, secret box, HTTP sender, broker and actor of one process.
 
 ``Runtime.open(settings)`` builds everything from settings, in that order, with the
-edges (HTTP transport, clock) injectable for tests. The command line, the embedded
-runner and the demo all start from here, so they run the same code paths.
+edges (HTTP transport, clock, metrics) injectable: the metrics default to recording
+nothing, and the long-running commands pass the Prometheus ones when metrics are on.
+The command line, the embedded runner and the demo all start from here, so they run
+the same code paths.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from worker.fanout.poller import Dispatch, Poller
 from worker.http.sender import Sender
 from worker.http.transport import GuardedTransport
 from worker.settings import Settings
+from worker.telemetry.metrics import NO_METRICS, Metrics
 
 log = structlog.get_logger("worker.runtime")
 
@@ -69,6 +72,7 @@ class Runtime:
     deliverer: Deliverer
     dispatch: Dispatch
     clock: Clock = utcnow
+    metrics: Metrics = NO_METRICS
     _workers: list[dramatiq.Worker] = field(default_factory=list)
 
     @classmethod
@@ -79,6 +83,7 @@ class Runtime:
         transport: httpx.BaseTransport | None = None,
         clock: Clock = utcnow,
         migrate: bool | None = None,
+        metrics: Metrics = NO_METRICS,
     ) -> Runtime:
         """Build the runtime. ``migrate`` defaults to True on SQLite, False otherwise."""
         # The key first: refusing to start (PostgreSQL without a key) must not leave an
@@ -105,10 +110,15 @@ class Runtime:
             max_header_bytes=settings.max_header_bytes,
         )
         deliverer = Deliverer(
-            session_factory=sessions, sender=sender, box=box, settings=settings, clock=clock
+            session_factory=sessions,
+            sender=sender,
+            box=box,
+            settings=settings,
+            clock=clock,
+            metrics=metrics,
         )
         broker = build_broker(settings)
-        actor = declare_deliver_actor(broker, deliverer, settings)
+        actor = declare_deliver_actor(broker, deliverer, settings, metrics=metrics)
         return cls(
             settings=settings,
             engine=engine,
@@ -120,6 +130,7 @@ class Runtime:
             deliverer=deliverer,
             dispatch=Bell(broker, queue_name=settings.queue_name).ring,
             clock=clock,
+            metrics=metrics,
         )
 
     def poller(self) -> Poller:
@@ -131,6 +142,7 @@ class Runtime:
             sweep_after=self.settings.sweep_after,
             clock=self.clock,
             retention=self.settings.retention,
+            metrics=self.metrics,
         )
 
     def start_worker(self, threads: int | None = None) -> dramatiq.Worker:

@@ -6,10 +6,10 @@ import sys
 
 import click
 
-from worker.ops.checks import run_checks
 from worker.cli.options import json_option
 from worker.cli.output import print_json
 from worker.cli.state import State, pass_state
+from worker.ops.checks import run_checks
 
 
 @click.command("check")

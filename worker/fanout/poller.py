@@ -28,6 +28,7 @@ from outbox.database import lock_for_write
 from outbox.models import Delivery, DeliveryStatus, Endpoint, Event, Trigger
 from outbox.validation import matches_any
 from worker.ops.retention import Retention
+from worker.telemetry.metrics import NO_METRICS, Metrics
 
 log = structlog.get_logger("outbox.poller")
 
@@ -67,6 +68,7 @@ class Poller:
     clock: Clock = utcnow
     # Finished history older than this is pruned from the loop, a little at a time.
     retention: timedelta | None = None
+    metrics: Metrics = NO_METRICS
 
     def poll_once(self) -> PollResult:
         """Fan out one batch of waiting events, commit, then dispatch the new deliveries.
@@ -95,6 +97,7 @@ class Poller:
             session.execute(
                 update(Event).where(Event.id.in_([e.id for e in events])).values(dispatched_at=now)
             )
+        self.metrics.poll_batch(len(events))
         pending = [d for d, status in created if status == DeliveryStatus.PENDING]
         log.info(
             "outbox.fanned_out",
@@ -134,6 +137,7 @@ class Poller:
                 session.execute(update(Delivery).where(Delivery.id.in_(due)).values(rung_at=now))
         if due:
             log.info("outbox.swept", deliveries=len(due))
+            self.metrics.swept(len(due))
             self._ring(due)
         return len(due)
 
@@ -161,6 +165,7 @@ class Poller:
                 if pruner is not None:
                     pruner.run_if_due()
             except SQLAlchemyError as exc:
+                self.metrics.own_failure("database")
                 log.error("outbox.poll_failed", error=str(exc).splitlines()[0])
                 stop.wait(interval)
                 continue
@@ -178,6 +183,7 @@ class Poller:
             self.dispatch(delivery_ids)
         except Exception as exc:
             # The rows are committed; the sweeper rings again once the broker is back.
+            self.metrics.own_failure("broker")
             log.warning("outbox.dispatch_failed", deliveries=len(delivery_ids), error=repr(exc))
 
     def _waiting_events(self, session: Session) -> Select[Any]:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -35,9 +36,10 @@ from prometheus_client import (
     make_asgi_app,
     make_wsgi_app,
 )
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker.ops.checks import Check
+from worker.ops.checks import Check, broker_client, broker_reachable, database_reachable
 from worker.settings import Settings
 from worker.telemetry.gauges import StateGauges
 from worker.telemetry.metrics import PREFIX, PrometheusMetrics
@@ -168,3 +170,24 @@ class MetricsServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+@contextmanager
+def serving(
+    telemetry: Telemetry | None, engine: Engine, sessions: sessionmaker[Session]
+) -> Iterator[MetricsServer | None]:
+    """While the block runs, serve ``telemetry`` (if metrics are on) with the state
+    gauges of this database and a ``/readyz`` that checks it and the broker."""
+    if telemetry is None:
+        yield None
+        return
+    settings = telemetry.settings
+    client = broker_client(settings) if settings.redis_url else None
+    telemetry.watch_state(sessions)
+    server = telemetry.serve(lambda: [database_reachable(engine), broker_reachable(client)])
+    try:
+        yield server
+    finally:
+        server.close()
+        if client is not None:
+            client.close()
