@@ -34,6 +34,7 @@ from worker.http.sender import Sender
 from worker.http.transport import GuardedTransport
 from worker.settings import Settings
 from worker.telemetry.metrics import NO_METRICS, Metrics
+from worker.telemetry.tracing import NO_TRACING, Tracing
 
 log = structlog.get_logger("worker.runtime")
 
@@ -73,6 +74,7 @@ class Runtime:
     dispatch: Dispatch
     clock: Clock = utcnow
     metrics: Metrics = NO_METRICS
+    tracing: Tracing = NO_TRACING
     _workers: list[dramatiq.Worker] = field(default_factory=list)
 
     @classmethod
@@ -84,6 +86,7 @@ class Runtime:
         clock: Clock = utcnow,
         migrate: bool | None = None,
         metrics: Metrics = NO_METRICS,
+        tracing: Tracing = NO_TRACING,
     ) -> Runtime:
         """Build the runtime. ``migrate`` defaults to True on SQLite, False otherwise."""
         # The key first: refusing to start (PostgreSQL without a key) must not leave an
@@ -97,8 +100,11 @@ class Runtime:
         except BaseException:
             engine.dispose()
             raise
+        tracing.instrument_engine(engine)
         client = httpx.Client(
-            transport=transport or GuardedTransport(allowed_networks=settings.allowed_networks),
+            transport=tracing.wrap_transport(
+                transport or GuardedTransport(allowed_networks=settings.allowed_networks)
+            ),
             trust_env=False,
             follow_redirects=False,
         )
@@ -118,6 +124,9 @@ class Runtime:
             metrics=metrics,
         )
         broker = build_broker(settings)
+        carrier = tracing.middleware()
+        if carrier is not None:  # after LogContext: it ends its span before the ids are cleared
+            broker.add_middleware(carrier)
         actor = declare_deliver_actor(broker, deliverer, settings, metrics=metrics)
         return cls(
             settings=settings,
@@ -131,6 +140,7 @@ class Runtime:
             dispatch=Bell(broker, queue_name=settings.queue_name).ring,
             clock=clock,
             metrics=metrics,
+            tracing=tracing,
         )
 
     def poller(self) -> Poller:
@@ -143,6 +153,7 @@ class Runtime:
             clock=self.clock,
             retention=self.settings.retention,
             metrics=self.metrics,
+            tracing=self.tracing,
         )
 
     def start_worker(self, threads: int | None = None) -> dramatiq.Worker:
@@ -158,13 +169,15 @@ class Runtime:
         return worker
 
     def close(self) -> None:
-        """Stop workers, close the broker, the HTTP client and the engine."""
+        """Stop workers, close the broker, the HTTP client and the engine, and flush the
+        traces (the runtime owns the tracing it was given)."""
         for worker in self._workers:
             worker.stop(timeout=int(self.settings.lease_duration.total_seconds() * 1000))
         self._workers.clear()
         self.broker.close()
         self.client.close()
         self.engine.dispose()
+        self.tracing.shutdown()
 
     @contextmanager
     def running(self, *, threads: int | None = None) -> Iterator[threading.Event]:

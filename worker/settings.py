@@ -136,6 +136,9 @@ class Settings:
     metrics_host: str = DEFAULT_METRICS_HOST
     # An `endpoint` label on the attempt and hold counters: one series per endpoint.
     metrics_endpoint_labels: bool = False
+    # OpenTelemetry traces go here when set (the [otel] extra); the SDK reads the rest of
+    # its OTEL_* variables itself.
+    otel_endpoint: str | None = None
 
     @property
     def lease_duration(self) -> timedelta:
@@ -163,6 +166,8 @@ class Settings:
             values["database_url"] = env["DATABASE_URL"]
         if env.get("REDIS_URL"):
             values["redis_url"] = env["REDIS_URL"]
+        if env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip():
+            values["otel_endpoint"] = env["OTEL_EXPORTER_OTLP_ENDPOINT"].strip()
         readers: dict[str, tuple[str, Any]] = {
             "CATENTIO_RETRY_SCHEDULE": ("retry_schedule", parse_schedule),
             "CATENTIO_RETRY_JITTER": ("retry_jitter", float),

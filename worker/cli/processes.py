@@ -14,6 +14,7 @@ from worker.runtime import Runtime
 from worker.settings import Settings
 from worker.telemetry.exporter import Telemetry, serving
 from worker.telemetry.metrics import NO_METRICS
+from worker.telemetry.tracing import open_tracing
 
 log = structlog.get_logger("worker.cli")
 
@@ -31,9 +32,14 @@ def _stop_on_signals() -> threading.Event:
 
 
 def _open(settings: Settings, process: str) -> tuple[Runtime, Telemetry | None]:
-    """The runtime, counting into a Prometheus registry when CATENTIO_METRICS_PORT is set."""
+    """The runtime, counting into a Prometheus registry when CATENTIO_METRICS_PORT is set
+    and tracing when OTEL_EXPORTER_OTLP_ENDPOINT is (``runtime.close()`` flushes)."""
     telemetry = None if settings.metrics_port is None else Telemetry(settings, process=process)
-    runtime = Runtime.open(settings, metrics=telemetry.metrics if telemetry else NO_METRICS)
+    runtime = Runtime.open(
+        settings,
+        metrics=telemetry.metrics if telemetry else NO_METRICS,
+        tracing=open_tracing(settings, process=process),
+    )
     return runtime, telemetry
 
 

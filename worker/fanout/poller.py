@@ -12,6 +12,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,6 +30,7 @@ from outbox.models import Delivery, DeliveryStatus, Endpoint, Event, Trigger
 from outbox.validation import matches_any
 from worker.ops.retention import Retention
 from worker.telemetry.metrics import NO_METRICS, Metrics
+from worker.telemetry.tracing import NO_TRACING, Tracing
 
 log = structlog.get_logger("outbox.poller")
 
@@ -69,6 +71,7 @@ class Poller:
     # Finished history older than this is pruned from the loop, a little at a time.
     retention: timedelta | None = None
     metrics: Metrics = NO_METRICS
+    tracing: Tracing = NO_TRACING
 
     def poll_once(self) -> PollResult:
         """Fan out one batch of waiting events, commit, then dispatch the new deliveries.
@@ -79,33 +82,43 @@ class Poller:
         endpoint) constraint is the last line of defence against a duplicate delivery.
         """
         now = self.clock()
-        with self.session_factory() as session, session.begin():
-            lock_for_write(session)
-            events = list(session.scalars(self._waiting_events(session)))
-            if not events:
-                return PollResult(0, 0, 0)
-            by_workspace = self._endpoints_for(session, {e.workspace_id for e in events})
-            rows: list[dict[str, Any]] = []
-            for event in events:
-                for endpoint in by_workspace.get(event.workspace_id, ()):
-                    if matches_any(endpoint.event_types, event.type):
-                        rows.append(_delivery_row(event, endpoint, now))
-            created: list[tuple[str, str]] = []
-            if rows:
-                insert = _insert_ignoring_duplicates(session, rows)
-                created = [(r.id, r.status) for r in session.execute(insert)]
-            session.execute(
-                update(Event).where(Event.id.in_([e.id for e in events])).values(dispatched_at=now)
+        with ExitStack() as traced:
+            with self.session_factory() as session, session.begin():
+                lock_for_write(session)
+                events = list(session.scalars(self._waiting_events(session)))
+                if not events:
+                    return PollResult(0, 0, 0)
+                # Only a batch gets a span (an idle poller's empty polls would drown the
+                # traces). It lasts through the commit and the ringing, so the messages
+                # carry its context to the deliveries' spans.
+                span = traced.enter_context(
+                    self.tracing.span("webhook.fan_out", **{"catentio.events": len(events)})
+                )
+                span.set_attribute("catentio.event.ids", [e.id for e in events])
+                by_workspace = self._endpoints_for(session, {e.workspace_id for e in events})
+                rows: list[dict[str, Any]] = []
+                for event in events:
+                    for endpoint in by_workspace.get(event.workspace_id, ()):
+                        if matches_any(endpoint.event_types, event.type):
+                            rows.append(_delivery_row(event, endpoint, now))
+                created: list[tuple[str, str]] = []
+                if rows:
+                    insert = _insert_ignoring_duplicates(session, rows)
+                    created = [(r.id, r.status) for r in session.execute(insert)]
+                session.execute(
+                    update(Event)
+                    .where(Event.id.in_([e.id for e in events]))
+                    .values(dispatched_at=now)
+                )
+            self.metrics.poll_batch(len(events))
+            pending = [d for d, status in created if status == DeliveryStatus.PENDING]
+            log.info(
+                "outbox.fanned_out",
+                events=len(events),
+                deliveries=len(pending),
+                skipped=len(created) - len(pending),
             )
-        self.metrics.poll_batch(len(events))
-        pending = [d for d, status in created if status == DeliveryStatus.PENDING]
-        log.info(
-            "outbox.fanned_out",
-            events=len(events),
-            deliveries=len(pending),
-            skipped=len(created) - len(pending),
-        )
-        self._ring(pending)
+            self._ring(pending)
         return PollResult(len(events), len(pending), len(created) - len(pending))
 
     def sweep_once(self, limit: int = 1000) -> int:
