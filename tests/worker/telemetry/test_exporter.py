@@ -42,6 +42,7 @@ def test_metrics_health_and_readiness(serve: Any) -> None:
     text = metrics.text
     assert 'catentio_webhooks_attempts_total{outcome="succeeded",status_class="2xx"} 1.0' in text
     assert "process_cpu_seconds_total" in text
+    assert "_created" not in text  # no creation-time series beside every counter
     assert 'catentio_webhooks_info{process="worker"' in text
     assert httpx.get(f"{base}/healthz").text == "ok\n"
     ready = httpx.get(f"{base}/readyz")
