@@ -8,15 +8,15 @@ import threading
 import click
 import structlog
 
-from outbox.errors import ConfigurationError
 from worker.cli.state import State, pass_state
+from worker.errors import ConfigurationError
 from worker.runtime import Runtime
 from worker.settings import Settings
 from worker.telemetry.exporter import Telemetry, serving
 from worker.telemetry.metrics import NO_METRICS
 from worker.telemetry.tracing import open_tracing
 
-log = structlog.get_logger("worker.cli")
+log = structlog.get_logger(__name__)
 
 
 def _stop_on_signals() -> threading.Event:

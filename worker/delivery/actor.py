@@ -5,12 +5,12 @@ from __future__ import annotations
 import dramatiq
 import structlog
 
-from outbox.errors import OwnFailure
 from worker.delivery.deliverer import Deliverer
+from worker.errors import OwnFailure
 from worker.settings import Settings
 from worker.telemetry.metrics import NO_METRICS, Metrics
 
-log = structlog.get_logger("worker.actors")
+log = structlog.get_logger(__name__)
 
 DeliverActor = dramatiq.Actor[[str], None]
 """The delivery actor's type: takes a delivery id."""

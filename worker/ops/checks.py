@@ -21,10 +21,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from outbox.database import is_sqlite, make_engine, normalize_url
-from outbox.errors import ConfigurationError
 from outbox.migrate import current_revision, head_revision
 from outbox.models import Endpoint
 from worker.endpoints.secretbox import SecretBox, generate_key, key_file_for, open_secret_box
+from worker.errors import ConfigurationError
 from worker.settings import Settings
 
 DEFAULT_CHECK_TIMEOUT = 5.0

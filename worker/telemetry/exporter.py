@@ -68,7 +68,7 @@ class Telemetry:
     def __init__(self, settings: Settings, *, process: str) -> None:
         # No `_created` series beside every counter: Prometheus does not use them in the
         # text format and they double what a dashboard's metric browser lists.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.settings = settings
         self.registry = CollectorRegistry(auto_describe=True)
         self.metrics = PrometheusMetrics(

@@ -21,7 +21,7 @@ import dramatiq
 import httpx
 from sqlalchemy.engine import Engine
 
-from outbox.errors import ConfigurationError
+from worker.errors import ConfigurationError
 from worker.settings import Settings
 
 
@@ -64,7 +64,7 @@ NO_TRACING = Tracing()
 
 def open_tracing(settings: Settings, *, process: str) -> Tracing:
     """OpenTelemetry tracing when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, else
-    :data:`NO_TRACING`. Raises :class:`~outbox.errors.ConfigurationError` when it is set
+    :data:`NO_TRACING`. Raises :class:`~worker.errors.ConfigurationError` when it is set
     but the ``[otel]`` extra is not installed."""
     if not settings.otel_endpoint:
         return NO_TRACING

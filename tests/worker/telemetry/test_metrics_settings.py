@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from outbox.errors import ConfigurationError
+from worker.errors import ConfigurationError
 from worker.settings import Settings
 
 

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from outbox import publish
-from outbox.errors import ConfigurationError
+from worker.errors import ConfigurationError
 from worker.settings import Settings
 from worker.telemetry.otel import OTelTracing
 from worker.telemetry.tracing import NO_TRACING, open_tracing
