@@ -40,6 +40,7 @@ from prometheus_client import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker.errors import ConfigurationError
 from worker.ops.checks import Check, broker_client, broker_reachable, database_reachable
 from worker.settings import Settings
 from worker.telemetry.gauges import StateGauges
@@ -151,13 +152,20 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 class MetricsServer:
-    """The listener thread. ``port`` 0 picks a free port; :attr:`port` tells which."""
+    """The listener thread. ``port`` 0 picks a free port; :attr:`port` tells which.
+    A port that is taken is a :class:`~worker.errors.ConfigurationError` naming it."""
 
     def __init__(self, app: WSGIApp, host: str, port: int) -> None:
         server_class = _IPv6ThreadingServer if ":" in host else _ThreadingServer
-        self._server = make_server(
-            host, port, app, server_class=server_class, handler_class=_QuietHandler
-        )
+        try:
+            self._server = make_server(
+                host, port, app, server_class=server_class, handler_class=_QuietHandler
+            )
+        except OSError as exc:
+            raise ConfigurationError(
+                f"CATENTIO_METRICS_PORT={port}: cannot listen on {host}:{port}: "
+                f"{exc.strerror or exc}"
+            ) from None
         self.host = host
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from worker.errors import ConfigurationError
 from worker.ops.checks import Check
 from worker.settings import Settings
 from worker.telemetry.exporter import MetricsServer, Telemetry
@@ -85,3 +86,12 @@ def test_asgi_app_for_the_api_process() -> None:
     response = asyncio.run(scrape())
     assert response.status_code == 200
     assert 'catentio_webhooks_own_failures_total{kind="broker"} 1.0' in response.text
+
+
+def test_a_taken_port_is_one_clear_error(serve: Any) -> None:
+    """A second listener on the same port: a ConfigurationError naming the variable."""
+    first = Telemetry(Settings(metrics_port=0), process="worker")
+    port = int(serve(first).rsplit(":", 1)[1])
+    second = Telemetry(Settings(metrics_port=port), process="worker")
+    with pytest.raises(ConfigurationError, match=f"CATENTIO_METRICS_PORT={port}: cannot listen"):
+        second.serve(lambda: READY)
