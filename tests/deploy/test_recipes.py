@@ -14,7 +14,7 @@ import click
 import pytest
 import yaml
 
-from tests.worker.telemetry.scrape import metered
+from tests.support.scrape import metered
 from worker.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,12 +24,9 @@ import structlog
 
 from outbox.envelope import isoformat
 from outbox.models import Endpoint
-from worker.policy.outcomes import Outcome, Verdict
+from worker.policy.outcomes import ABORTED, Outcome, Verdict
 
 log = structlog.get_logger(__name__)
-
-ABORTED = "aborted"
-"""The error kind of an outcome the receiver ended on purpose (see ``worker.policy``)."""
 
 
 def is_open(endpoint: Endpoint, threshold: int) -> bool:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import sessionmaker
 from outbox import publish
 from outbox.database import make_engine
 from outbox.models import Delivery, Endpoint, Event
-from tests.conftest import ManualClock
+from tests.support.clock import ManualClock
 from worker.telemetry.gauges import StateGauges
 
 

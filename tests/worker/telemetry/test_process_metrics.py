@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
 
 from outbox import publish
-from tests.worker.telemetry.scrape import metered
+from tests.support.scrape import metered
+from tests.support.waiting import wait_until
 from worker.demo.receiver import always
 
 
@@ -20,15 +20,6 @@ def seed(runtime: Any, add_endpoint: Any, receiver: Any, count: int) -> None:
     with runtime.sessions() as session, session.begin():
         for i in range(count):
             publish(session, workspace_id="ws_a", type="run.succeeded", data={"i": i})
-
-
-def wait_until(condition: Any, timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_run_exports_attempts_holds_and_state(
@@ -46,10 +37,10 @@ def test_run_exports_attempts_holds_and_state(
     }
     with metered(env, "run", "--threads", "4") as running:
         ok = "catentio_webhooks_attempts_total{outcome=succeeded,status_class=2xx}"
-        assert wait_until(lambda: running.scrape().get(ok, 0) >= 20), running.lines
+        assert wait_until(lambda: running.scrape().get(ok, 0) >= 20, timeout=30), running.lines
         failed = "catentio_webhooks_attempts_total{outcome=retry,status_class=5xx}"
         held = "catentio_webhooks_deliveries_held_total{reason=circuit}"
-        assert wait_until(lambda: running.scrape().get(held, 0) >= 1)
+        assert wait_until(lambda: running.scrape().get(held, 0) >= 1, timeout=30)
         got = running.scrape()
         assert got[failed] >= 3
         assert got["catentio_webhooks_first_attempt_latency_seconds_count"] >= 20
@@ -58,7 +49,7 @@ def test_run_exports_attempts_holds_and_state(
         assert got["catentio_webhooks_state_up"] == 1
         # The state gauges are cached for a moment: wait for the open circuit to show.
         circuit = "catentio_webhooks_endpoints_circuit_open"
-        assert wait_until(lambda: running.scrape()[circuit] == 1)
+        assert wait_until(lambda: running.scrape()[circuit] == 1, timeout=30)
         assert running.scrape()["catentio_webhooks_outbox_lag_seconds"] == 0
         assert got["catentio_webhooks_info{process=run,version=0.1.0}"] == 1
         assert httpx.get(f"{running.base_url}/healthz").status_code == 200
@@ -87,7 +78,7 @@ def test_poller_and_worker_each_export_their_part(
     with metered(env, "poller") as poller, metered(env, "worker", "--threads", "2") as worker:
         assert poller.port != worker.port
         ok = "catentio_webhooks_attempts_total{outcome=succeeded,status_class=2xx}"
-        assert wait_until(lambda: worker.scrape().get(ok, 0) >= 10)
+        assert wait_until(lambda: worker.scrape().get(ok, 0) >= 10, timeout=30)
         polled = poller.scrape()
         assert polled["catentio_webhooks_poll_batch_events_sum"] == 10
         assert polled[ok] == 0  # the poller makes no attempts

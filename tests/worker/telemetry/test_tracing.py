@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -15,21 +14,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from outbox import publish
+from tests.support.waiting import wait_until
 from worker.errors import ConfigurationError
 from worker.settings import Settings
 from worker.telemetry.otel import OTelTracing
 from worker.telemetry.tracing import NO_TRACING, open_tracing
 
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def wait_for(condition: Any, timeout: float = 30) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def traced_delivery(
@@ -47,7 +38,7 @@ def traced_delivery(
         spans = exporter.get_finished_spans()
         return sum(s.name == "webhook.deliver" for s in spans) >= count
 
-    assert wait_for(delivered)
+    assert wait_until(delivered, timeout=30)
     return list(exporter.get_finished_spans())
 
 

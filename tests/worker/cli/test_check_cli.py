@@ -11,7 +11,7 @@ from cryptography.fernet import Fernet
 
 from outbox.database import make_engine
 from outbox.migrate import upgrade
-from tests.cli.conftest import cli_env, run_cli
+from tests.support.cli import cli_env, run_cli
 
 
 def unused_port() -> int:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import TEST_KEY
+from tests.support.services import TEST_KEY
 
 
 @dataclass
