@@ -2,11 +2,11 @@
 
 Context (``delivery_id``, ``event_id``, ``endpoint_id``, ``attempt``) is bound through
 contextvars by the delivery code and cleared after each message by
-``worker.middleware.LogContext``. Every line also says which process wrote it
+``worker.delivery.middleware.LogContext``. Every line also says which process wrote it
 (``process``: poller, worker, api, run or cli; ``host``; ``pid``), so the streams of many
 processes can be merged and still be told apart. A last processor scrubs anything shaped
 like a signing secret, in nested dicts and lists too, as a guard behind the rule that
-secrets are never logged in the first place.
+secrets are never logged at all.
 """
 
 from __future__ import annotations
