@@ -81,6 +81,10 @@ DEFAULT_SWEEP_INTERVAL = 10.0
 DEFAULT_SWEEP_AFTER = timedelta(seconds=30)
 """How long a due, unleased delivery's bell may go unanswered before it is rung again."""
 
+DEFAULT_METRICS_HOST = "127.0.0.1"
+"""Where the ``/metrics``, ``/healthz`` and ``/readyz`` listener binds; set
+``CATENTIO_METRICS_HOST=0.0.0.0`` (or ``::``) for a Prometheus on another host."""
+
 DEFAULT_QUEUE = "catentio-webhooks"
 """The dramatiq queue the delivery actor listens on."""
 
@@ -146,6 +150,14 @@ class Settings:
     redis_namespace: str = "catentio"
     log_level: str = "INFO"
     log_format: str = "auto"
+    # The process's /metrics, /healthz and /readyz port (None: off; 0: any free port).
+    metrics_port: int | None = None
+    metrics_host: str = DEFAULT_METRICS_HOST
+    # An `endpoint` label on the attempt and hold counters: one series per endpoint.
+    metrics_endpoint_labels: bool = False
+    # OpenTelemetry traces go here when set (the [otel] extra); the SDK reads the rest of
+    # its OTEL_* variables itself.
+    otel_endpoint: str | None = None
 
     @property
     def lease_duration(self) -> timedelta:
@@ -178,6 +190,8 @@ class Settings:
             values["database_url"] = env["DATABASE_URL"]
         if env.get("REDIS_URL"):
             values["redis_url"] = env["REDIS_URL"]
+        if env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip():
+            values["otel_endpoint"] = env["OTEL_EXPORTER_OTLP_ENDPOINT"].strip()
         readers: dict[str, tuple[str, Any]] = {
             "CATENTIO_DB_SCHEMA": ("db_schema", str.strip),
             "CATENTIO_RETRY_SCHEDULE": ("retry_schedule", parse_schedule),
@@ -209,6 +223,9 @@ class Settings:
             "CATENTIO_REDIS_NAMESPACE": ("redis_namespace", str),
             "CATENTIO_LOG_LEVEL": ("log_level", str.upper),
             "CATENTIO_LOG_FORMAT": ("log_format", str.lower),
+            "CATENTIO_METRICS_PORT": ("metrics_port", int),
+            "CATENTIO_METRICS_HOST": ("metrics_host", str.strip),
+            "CATENTIO_METRICS_ENDPOINT_LABELS": ("metrics_endpoint_labels", _bool),
         }
         for name, (attribute, parse) in readers.items():
             raw = env.get(name)
@@ -253,6 +270,10 @@ class Settings:
             check_schema(self.db_schema)
         except InvalidSchemaName as exc:
             raise ConfigurationError(f"CATENTIO_DB_SCHEMA: {exc}") from None
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigurationError(
+                f"CATENTIO_METRICS_PORT must be a port number (0-65535), got {self.metrics_port}"
+            )
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigurationError("CATENTIO_LOG_FORMAT must be auto, json or console")
 
