@@ -27,7 +27,7 @@ def test_ci_lints_as_pyproject_configures_it_before_the_tests() -> None:
     --check and mypy without arguments of their own, before the test command."""
     lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     lint = ["ruff check .", "ruff format --check .", "mypy"]
-    install = "python -m pip install -q -e './signing[ed25519]' -e '.[dev]'"
+    install = "python -m pip install -q -e './signing[ed25519]' -e './outbox[postgres]' -e '.[dev]'"
     assert all(command in lines for command in [install, *lint])
     positions = [lines.index(command) for command in [install, *lint]]
     assert positions == sorted(positions)

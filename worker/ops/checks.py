@@ -171,11 +171,11 @@ def run_checks(settings: Settings, *, timeout: float = DEFAULT_CHECK_TIMEOUT) ->
             Check("encryption_keys", False, "not checked: the database is unreachable"),
         ]
     if is_sqlite(settings.database_url):
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, schema=settings.db_schema)
     else:
         # libpq counts whole seconds.
         bounded = {"connect_timeout": max(1, round(timeout))}
-        engine = make_engine(settings.database_url, connect_args=bounded)
+        engine = make_engine(settings.database_url, schema=settings.db_schema, connect_args=bounded)
     try:
         database = database_reachable(engine)
         checks = [database]
