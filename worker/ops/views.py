@@ -8,7 +8,7 @@ from typing import Any
 
 from outbox.envelope import isoformat
 from outbox.models import Attempt, Delivery, Endpoint, Event
-from worker.activity import Activity
+from worker.ops.activity import Activity
 
 
 def _time(value: datetime | None) -> str | None:
@@ -111,6 +111,18 @@ def activity_view(activity: Activity) -> dict[str, Any]:
         "pending": activity.pending,
         "in_flight": activity.in_flight,
     }
+
+
+def endpoint_state(endpoint: Endpoint) -> str:
+    """``disabled``, ``paused`` or ``enabled``."""
+    if not endpoint.enabled:
+        return "disabled"
+    return "paused" if endpoint.paused else "enabled"
+
+
+def endpoint_health_view(endpoint: Endpoint, activity: Activity) -> dict[str, Any]:
+    """An endpoint with its recent activity and its state in one word."""
+    return {**endpoint_view(endpoint), **activity_view(activity), "state": endpoint_state(endpoint)}
 
 
 def fanout_text(statuses: dict[str, int]) -> str:
