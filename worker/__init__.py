@@ -13,6 +13,8 @@ One folder per concept; read the file list as a table of contents:
 ``endpoints/``      the registry, on/off switches, event filters, signing secrets, rotation and
                     the secret box that encrypts them at rest
 ``ops/``            what ops look at and do: history, replay, stats, activity, views, retention
+``portal/``         the web portal (mounted by the API process): signed links and sessions, pages
+                    and actions over the functions above, templates, vendored htmx
 ``cli/``            ``catentio-webhooks``: commands only, over the functions above
 ``demo/``           the self-checking demo and its verifying receiver (not on the runtime path)
 ==================  =========================================================================

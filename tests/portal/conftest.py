@@ -29,11 +29,11 @@ from starlette.types import ASGIApp
 from outbox.models import Delivery, DeliveryStatus
 from outbox.publish import publish
 from tests.conftest import service_missing
-from worker.endpoints import NewSecret
+from worker.demo.receiver import Receiver, always
+from worker.endpoints.registry import NewSecret
 from worker.portal.app import create_portal_app, standalone_app
 from worker.portal.links import mint_link
 from worker.portal.tokens import Tokens
-from worker.receiver import Receiver, always
 from worker.runtime import Runtime
 
 PORTAL_SECRET = "portal-test-secret-0123456789abcdefghijklmnop"

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from outbox.models import Delivery, DeliveryStatus, Endpoint, Event, Trigger
 from tests.portal.conftest import PortalServer, Seeded
-from worker.ping import TEST_EVENT
+from worker.endpoints.ping import TEST_EVENT
 from worker.runtime import Runtime
 
 

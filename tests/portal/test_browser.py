@@ -18,8 +18,8 @@ from outbox.publish import publish
 from tests.conftest import ManualClock
 from tests.portal.conftest import BrowserPage, PortalServer, Seeded
 from tests.portal.showcase import seed_showcase
-from worker.endpoints import NewSecret
-from worker.receiver import Receiver, sequence
+from worker.demo.receiver import Receiver, sequence
+from worker.endpoints.registry import NewSecret
 from worker.runtime import Runtime
 
 pytestmark = pytest.mark.slow

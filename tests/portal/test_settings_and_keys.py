@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from outbox.errors import ConfigurationError
+from worker.errors import ConfigurationError
 from worker.portal.keys import key_file_for, portal_secrets
 from worker.settings import Settings
 

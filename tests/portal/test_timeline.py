@@ -10,8 +10,8 @@ from sqlalchemy import insert
 from outbox import ids
 from outbox.database import make_engine, make_session_factory
 from outbox.models import Attempt, Delivery, Endpoint, Event
+from worker.ops.timeline import Minute, attempt_timeline
 from worker.portal.chart import BARS_HEIGHT, WIDTH, build_chart
-from worker.timeline import Minute, attempt_timeline
 
 NOW = datetime(2026, 12, 1, 12, 0, 30, tzinfo=UTC)
 

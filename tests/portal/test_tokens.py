@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from outbox.errors import ConfigurationError, InvalidWorkspaceId, ValidationError
+from outbox.errors import InvalidWorkspaceId, ValidationError
+from worker.errors import ConfigurationError
 from worker.portal.errors import CsrfRefused, LinkExpired, LinkRefused, SessionRefused
 from worker.portal.tokens import Tokens
 

@@ -19,19 +19,25 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from outbox.database import lock_for_write
-from outbox.errors import BrokerUnavailable, Conflict, ValidationError
+from outbox.errors import ValidationError
 from outbox.models import DeliveryStatus
 from worker.durations import parse_moment
-from worker.endpoint_admin import disable_endpoint, enable_endpoint, release_paused, set_paused
-from worker.history import count_deliveries
-from worker.ping import send_test_event
+from worker.endpoints.ping import send_test_event
+from worker.endpoints.rotation import rotate_secret
+from worker.endpoints.switches import disable_endpoint, enable_endpoint, resume_endpoint, set_paused
+from worker.errors import BrokerUnavailable, Conflict
+from worker.ops.replay import (
+    BulkReplay,
+    bulk_selection,
+    preview_bulk,
+    replay_delivery,
+    replay_event,
+)
+from worker.ops.tenancy import own_delivery, own_endpoint, own_event
 from worker.portal.access import check_write, current_session, portal_path
 from worker.portal.context import PortalContext, portal_of
 from worker.portal.pages import common, secret_version
 from worker.portal.tokens import Session
-from worker.records import get_delivery, get_event, get_workspace_endpoint
-from worker.replay import BulkReplay, bulk_selection, replay_delivery, replay_event
-from worker.rotation import rotate_secret
 
 log = structlog.get_logger("worker.portal.actions")
 
@@ -67,7 +73,7 @@ def replay_delivery_action(request: Request, form: Mapping[str, str]) -> Respons
     delivery_id = request.path_params["delivery_id"]
     with portal.sessions() as db, db.begin():
         lock_for_write(db)  # SQLite: take the write lock before the first read
-        get_delivery(db, delivery_id, workspace_id=session.grant.workspace_id)
+        own_delivery(db, session.grant.workspace_id, delivery_id)
         outcome = replay_delivery(db, delivery_id, now=portal.clock())
     if outcome.reopened:
         _ring(portal, [delivery_id])
@@ -83,7 +89,7 @@ def replay_event_action(request: Request, form: Mapping[str, str]) -> Response:
     event_id = request.path_params["event_id"]
     with portal.sessions() as db, db.begin():
         lock_for_write(db)  # SQLite: take the write lock before the first read
-        get_event(db, event_id, workspace_id=session.grant.workspace_id)
+        own_event(db, session.grant.workspace_id, event_id)
         outcome = replay_event(db, event_id, now=portal.clock())
     _ring(portal, outcome.to_ring)
     log.info("portal.replay_event", event_id=event_id, reopened=len(outcome.to_ring))
@@ -98,7 +104,7 @@ def _switch(request: Request, form: Mapping[str, str], action: str) -> Response:
     now = portal.clock()
     with portal.sessions() as db, db.begin():
         lock_for_write(db)  # SQLite: take the write lock before the first read
-        get_workspace_endpoint(db, endpoint_id, workspace_id=session.grant.workspace_id)
+        own_endpoint(db, session.grant.workspace_id, endpoint_id)
         if action == "disable":
             reason = form.get("reason", "").strip()[:200] or "disabled in the portal"
             disable_endpoint(
@@ -106,10 +112,10 @@ def _switch(request: Request, form: Mapping[str, str], action: str) -> Response:
             )
         elif action == "enable":
             enable_endpoint(db, endpoint_id, now=now)
-        else:
-            set_paused(db, endpoint_id, action == "pause", now=now)
+        elif action == "pause":
+            set_paused(db, endpoint_id, True, now=now)
     if action == "resume":
-        _ring(portal, release_paused(portal.sessions, endpoint_id, now=now))
+        _ring(portal, resume_endpoint(portal.sessions, endpoint_id, now=now) or [])
     log.info("portal.endpoint_switch", endpoint_id=endpoint_id, action=action)
     return _back(request, f"endpoints/{endpoint_id}", f"{action}d")
 
@@ -142,7 +148,7 @@ def rotate_action(request: Request, form: Mapping[str, str]) -> Response:
         raise Conflict("this portal cannot rotate secrets (it was started without the key)")
     with portal.sessions() as db, db.begin():
         lock_for_write(db)  # SQLite: take the write lock before the first read
-        endpoint = get_workspace_endpoint(db, endpoint_id, workspace_id=session.grant.workspace_id)
+        endpoint = own_endpoint(db, session.grant.workspace_id, endpoint_id)
         if form.get("version") != secret_version(endpoint):
             raise Conflict(
                 "the secret was rotated since this page was loaded; open the endpoint again "
@@ -168,7 +174,7 @@ def test_action(request: Request, form: Mapping[str, str]) -> Response:
     endpoint_id = request.path_params["endpoint_id"]
     with portal.sessions() as db, db.begin():
         lock_for_write(db)  # SQLite: take the write lock before the first read
-        endpoint = get_workspace_endpoint(db, endpoint_id, workspace_id=session.grant.workspace_id)
+        endpoint = own_endpoint(db, session.grant.workspace_id, endpoint_id)
         sent = send_test_event(db, endpoint, now=portal.clock())
     _ring(portal, [sent.delivery_id])
     log.info("portal.test_event", endpoint_id=endpoint_id, delivery_id=sent.delivery_id)
@@ -193,7 +199,7 @@ def bulk_replay_action(request: Request, form: Mapping[str, str]) -> Response:
         except ValidationError as exc:
             raise ValidationError(f"{name}: {exc}") from None
     with portal.sessions() as db:
-        get_workspace_endpoint(db, endpoint_id, workspace_id=session.grant.workspace_id)
+        own_endpoint(db, session.grant.workspace_id, endpoint_id)
         selection = bulk_selection(
             db,
             endpoint_id=endpoint_id,
@@ -201,7 +207,7 @@ def bulk_replay_action(request: Request, form: Mapping[str, str]) -> Response:
             since=moments["since"],
             until=moments["until"],
         )
-        selected = count_deliveries(db, selection)
+        selected = preview_bulk(db, selection, sample_size=0).matched
     if form.get("step") != "run":
         context = {
             **common(request, session, "endpoints"),

@@ -21,7 +21,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from outbox.clock import Clock, utcnow
-from outbox.errors import Conflict, NotFound, ValidationError
+from outbox.errors import ValidationError
+from worker.endpoints.secretbox import SecretBox
+from worker.errors import Conflict, NotFound
 from worker.portal import access, actions, pages
 from worker.portal.context import PortalContext, Ring, portal_of
 from worker.portal.errors import PortalError
@@ -29,7 +31,6 @@ from worker.portal.headers import SecurityHeaders
 from worker.portal.keys import portal_secrets
 from worker.portal.rendering import Renderer
 from worker.portal.tokens import Tokens
-from worker.secretbox import SecretBox
 from worker.settings import Settings
 
 log = structlog.get_logger("worker.portal")

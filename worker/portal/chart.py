@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from worker.timeline import DEFAULT_WINDOW, Minute
+from worker.ops.timeline import DEFAULT_WINDOW, Minute
 
 WIDTH = 1440
 """User units across: one per minute of the day."""

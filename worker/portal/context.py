@@ -9,10 +9,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 
 from outbox.clock import Clock, utcnow
+from worker.endpoints.secretbox import SecretBox
 from worker.portal.rendering import Renderer
 from worker.portal.replays import ReplayRuns
 from worker.portal.tokens import Tokens
-from worker.secretbox import SecretBox
 from worker.settings import Settings
 
 Ring = Callable[[Sequence[str]], None]

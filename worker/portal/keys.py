@@ -15,7 +15,7 @@ import structlog
 from sqlalchemy.engine import make_url
 
 from outbox.database import normalize_url
-from outbox.errors import ConfigurationError
+from worker.errors import ConfigurationError
 from worker.settings import Settings
 
 log = structlog.get_logger("worker.portal.keys")

@@ -17,26 +17,28 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from outbox.errors import NotFound, ValidationError
-from outbox.models import DeliveryStatus, Endpoint
-from worker.activity import endpoint_activity
+from outbox.errors import ValidationError
+from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event
 from worker.durations import parse_moment
-from worker.endpoint_admin import count_deliveries
-from worker.health import is_open
-from worker.history import DeliveryFilter, EventFilter, delivery_page, event_page
+from worker.endpoints.registry import deliveries_by_status, list_endpoints
+from worker.errors import NotFound
+from worker.ops.activity import endpoint_activity
+from worker.ops.history import (
+    DeliveryFilter,
+    EventFilter,
+    delivery_attempts,
+    delivery_page,
+    event_deliveries,
+    event_page,
+    fanout_counts,
+)
+from worker.ops.tenancy import own_delivery, own_endpoint, own_event
+from worker.ops.timeline import attempt_timeline
+from worker.policy.circuit import is_open
 from worker.portal.access import CSRF_FIELD, current_session, portal_path
 from worker.portal.chart import Chart, build_chart
 from worker.portal.context import portal_of
 from worker.portal.tokens import Session
-from worker.records import (
-    delivery_record,
-    event_fanout,
-    fanout_counts,
-    get_event,
-    get_workspace_endpoint,
-    workspace_endpoints,
-)
-from worker.timeline import attempt_timeline
 
 PAGE_SIZE = 50
 """Rows per page of deliveries and events."""
@@ -149,7 +151,7 @@ def endpoints_page(request: Request) -> HTMLResponse:
     session = current_session(request)
     portal = portal_of(request)
     with portal.sessions() as db:
-        endpoints = workspace_endpoints(db, session.grant.workspace_id)
+        endpoints = list_endpoints(db, workspace_id=session.grant.workspace_id)
     context = {**common(request, session, "endpoints"), "rows": _endpoint_rows(request, endpoints)}
     return portal.renderer.page(request, "endpoints.html", context)
 
@@ -160,8 +162,8 @@ def endpoint_page(request: Request) -> HTMLResponse:
     portal = portal_of(request)
     endpoint_id = request.path_params["endpoint_id"]
     with portal.sessions() as db:
-        endpoint = get_workspace_endpoint(db, endpoint_id, workspace_id=session.grant.workspace_id)
-        by_status = {s: count_deliveries(db, endpoint_id, s) for s in DeliveryStatus.ALL}
+        endpoint = own_endpoint(db, session.grant.workspace_id, endpoint_id)
+        by_status = deliveries_by_status(db, endpoint_id)
     context = {
         **common(request, session, "endpoints"),
         "row": _endpoint_rows(request, [endpoint])[0],
@@ -187,6 +189,16 @@ def replay_run_page(request: Request) -> HTMLResponse:
     if request.headers.get("hx-request") == "true":
         return portal.renderer.fragment(request, "_replay_progress.html", context)
     return portal.renderer.page(request, "replay_run.html", context)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryRecord:
+    """A delivery with its endpoint, its event and every attempt, oldest first."""
+
+    delivery: Delivery
+    endpoint: Endpoint
+    event: Event
+    attempts: list[Attempt]
 
 
 @dataclass(frozen=True)
@@ -248,7 +260,7 @@ def deliveries_page(request: Request) -> HTMLResponse:
     next_cursor = None
     status_code = 200
     with portal.sessions() as db:
-        endpoints = {e.id: e for e in workspace_endpoints(db, session.grant.workspace_id)}
+        endpoints = {e.id: e for e in list_endpoints(db, workspace_id=session.grant.workspace_id)}
         try:
             selection = query.selection(session.grant.workspace_id, now=portal.clock())
             page = delivery_page(db, selection, limit=PAGE_SIZE, after=after)
@@ -278,9 +290,14 @@ def delivery_detail_page(request: Request) -> HTMLResponse:
     """``GET /deliveries/{id}``: one delivery, the body sent, every attempt."""
     session = current_session(request)
     portal = portal_of(request)
+    workspace_id = session.grant.workspace_id
     with portal.sessions() as db:
-        record = delivery_record(
-            db, request.path_params["delivery_id"], workspace_id=session.grant.workspace_id
+        delivery = own_delivery(db, workspace_id, request.path_params["delivery_id"])
+        record = DeliveryRecord(
+            delivery=delivery,
+            endpoint=own_endpoint(db, workspace_id, delivery.endpoint_id),
+            event=own_event(db, workspace_id, delivery.event_id),
+            attempts=delivery_attempts(db, delivery.id),
         )
     context = {
         **common(request, session, "deliveries"),
@@ -327,10 +344,8 @@ def event_detail_page(request: Request) -> HTMLResponse:
     session = current_session(request)
     portal = portal_of(request)
     with portal.sessions() as db:
-        event = get_event(
-            db, request.path_params["event_id"], workspace_id=session.grant.workspace_id
-        )
-        fanout = event_fanout(db, event.id)
+        event = own_event(db, session.grant.workspace_id, request.path_params["event_id"])
+        fanout = event_deliveries(db, event.id)
     context = {
         **common(request, session, "events"),
         "event": event,

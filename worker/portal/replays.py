@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from worker.replay import BulkReplay
+from worker.ops.replay import BulkReplay
 
 log = structlog.get_logger("worker.portal.replays")
 

@@ -25,8 +25,9 @@ from typing import Any
 
 from itsdangerous import BadData, URLSafeSerializer
 
-from outbox.errors import ConfigurationError, ValidationError
+from outbox.errors import ValidationError
 from outbox.validation import check_workspace_id
+from worker.errors import ConfigurationError
 from worker.portal.errors import CsrfRefused, LinkExpired, LinkRefused, SessionRefused
 
 LINK_SALT = "catentio-portal-link"

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from outbox import ids
 from outbox.envelope import isoformat
-from outbox.errors import Conflict
 from outbox.models import Delivery, DeliveryStatus, Endpoint, Trigger
 from outbox.publish import publish
+from worker.errors import Conflict
 
 TEST_EVENT = "webhook.test"
 """The type of a test event."""

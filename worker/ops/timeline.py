@@ -17,7 +17,7 @@ from sqlalchemy import Integer, case, cast, func, select
 from sqlalchemy.orm import Session
 
 from outbox.models import Attempt, Delivery
-from worker.activity import SUCCEEDED_OUTCOME
+from worker.ops.activity import SUCCEEDED_OUTCOME
 
 DEFAULT_WINDOW = timedelta(hours=24)
 """How far back the timeline looks."""
