@@ -186,6 +186,7 @@ def test_every_response_carries_a_strict_content_security_policy(
             assert response.headers["x-content-type-options"] == "nosniff"
             assert response.headers["referrer-policy"] == "no-referrer"
             assert response.headers["cache-control"] == "no-store"
+            assert response.headers["server-timing"].startswith("app;dur=")
         static = client.get("/portal/static/htmx.min.js")
         assert static.status_code == 200
         assert static.text.startswith("/*! htmx 2.")

@@ -6,7 +6,8 @@ events, and replays, served by the API process at ``/portal``.
 * ``links``: minting a portal link URL (the CLI's ``portal link``, the API's
   ``POST /v1/portal/links``).
 * ``access``: opening a link, the session cookie, checks on every write.
-* ``headers``: Content-Security-Policy and the other security headers.
+* ``headers``: Content-Security-Policy and the other security headers; ``timing``:
+  ``Server-Timing`` on every response.
 * ``pages`` and ``actions``: what it shows and what it does, on the domain functions
   the command line and the API call.
 * ``chart``: the endpoint chart's geometry; ``rendering``: the templates.

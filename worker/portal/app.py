@@ -30,6 +30,7 @@ from worker.portal.errors import PortalError
 from worker.portal.headers import SecurityHeaders
 from worker.portal.keys import portal_secrets
 from worker.portal.rendering import Renderer
+from worker.portal.timing import ServerTiming
 from worker.portal.tokens import Tokens
 from worker.settings import Settings
 
@@ -135,6 +136,7 @@ def create_portal_app(
         ring=ring,
         clock=clock,
     )
+    app.add_middleware(ServerTiming)
     app.add_middleware(
         SecurityHeaders,
         frame_ancestors=settings.portal_frame_ancestors,
