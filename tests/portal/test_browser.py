@@ -76,6 +76,11 @@ def test_link_endpoints_filter_open_replay_and_the_new_attempt_appears(
             "link", name="Deliveries"
         ).click()
         _wait(lambda: _delivery_failed(runtime, flaky.endpoint.id))
+        unlabelled = page.evaluate(
+            """() => [...document.querySelectorAll('input:not([type=hidden]), select')]
+                .filter(el => el.labels.length === 0).map(el => el.name)"""
+        )
+        assert unlabelled == []
         page.get_by_label("Status").select_option("failed")
         page.get_by_role("button", name="Filter").click()
         page.wait_for_url(re.compile(r"status=failed"))
@@ -89,7 +94,9 @@ def test_link_endpoints_filter_open_replay_and_the_new_attempt_appears(
         assert page.locator("li.attempt").count() == 4
         assert event.id in page.content()
 
-        page.get_by_role("button", name="Replay this delivery").click()
+        # By keyboard, as someone without a mouse would.
+        page.get_by_role("button", name="Replay this delivery").focus()
+        page.keyboard.press("Enter")
         page.wait_for_url(re.compile(r"notice=replayed"))
         assert browser.dialogs == ["Send this delivery again (same webhook-id)?"]
         # The page polls while the delivery is pending; the fifth attempt shows up.
