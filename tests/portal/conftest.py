@@ -151,9 +151,10 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_driver() -> Iterator[Any]:
-    """Playwright's driver, once per session."""
+    """Playwright's driver, once per module: its sync API keeps an event loop running
+    in this thread while it is open, which later tests using asyncio.run must not see."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as driver:
