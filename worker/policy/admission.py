@@ -12,7 +12,7 @@ Decided inside the claim transaction, with the endpoint's row locked, in this or
 A held delivery gets a later ``next_attempt_at`` and spends no attempt: being limited is
 our decision, not the receiver's failure. An admitted delivery may become the probe of an
 open circuit and takes its rate slot. (A disabled endpoint is not an admission question:
-its deliveries are kept as ``skipped``, see ``worker.delivery``.)
+its deliveries are kept as ``skipped``, see ``worker.delivery.deliverer``.)
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 import structlog
 from sqlalchemy import update
@@ -29,10 +30,10 @@ from outbox.models import Delivery, Endpoint
 from worker.policy import circuit, limits
 from worker.settings import Settings
 
-log = structlog.get_logger("worker.admission")
+log = structlog.get_logger(__name__)
 
 
-class Hold:
+class Hold(StrEnum):
     """Why a delivery waits without spending an attempt (``Delivery.held_by``)."""
 
     PAUSED = "paused"
@@ -45,7 +46,7 @@ class Hold:
 class Wait:
     """A delivery must wait: why, and for how long."""
 
-    reason: str
+    reason: Hold
     delay: timedelta
 
 

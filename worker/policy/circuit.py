@@ -1,4 +1,4 @@
-"""Endpoint health: the circuit breaker and automatic disabling.
+"""The circuit breaker: endpoint health, one probe at a time, automatic disabling.
 
 Every attempt's outcome updates its endpoint's counters in the transaction that records
 the attempt, with the endpoint's row locked:
@@ -13,6 +13,10 @@ the attempt, with the endpoint's row locked:
   them. The first success closes the circuit and releases the held deliveries.
 * An endpoint that has failed continuously for ``disable_after`` (5 days by default), or
   that answered ``410 Gone``, is disabled with the reason recorded.
+
+:func:`after_attempt` is the transition, a pure function of the row and the outcome;
+:func:`disable` and :func:`clear_failures` are also how an operator switches an
+endpoint off and on (``worker.endpoints.switches``), so both ways agree.
 """
 
 from __future__ import annotations
@@ -24,12 +28,9 @@ import structlog
 
 from outbox.envelope import isoformat
 from outbox.models import Endpoint
-from worker.policy.outcomes import Outcome, Verdict
+from worker.policy.outcomes import ABORTED, Outcome, Verdict
 
-log = structlog.get_logger("worker.health")
-
-ABORTED = "aborted"
-"""The error kind of an outcome the receiver ended on purpose (see ``worker.policy``)."""
+log = structlog.get_logger(__name__)
 
 
 def is_open(endpoint: Endpoint, threshold: int) -> bool:
@@ -95,10 +96,7 @@ def after_attempt(
     """
     if _alive(outcome):
         was_failing = is_open(endpoint, threshold) or endpoint.probe_delivery_id is not None
-        endpoint.consecutive_failures = 0
-        endpoint.failing_since = None
-        endpoint.probe_delivery_id = None
-        endpoint.probe_until = None
+        clear_failures(endpoint)
         if outcome.verdict is Verdict.SUCCEEDED:
             endpoint.last_success_at = now
         if was_failing:
@@ -115,13 +113,13 @@ def after_attempt(
         # re-enabling gives the endpoint a fresh start.
         endpoint.failing_since = now
     if outcome.verdict is Verdict.GONE:
-        return HealthChange(disabled=disable(endpoint, outcome.reason or "410 Gone", now=now))
+        return HealthChange(disabled=_disabled(endpoint, outcome.reason or "410 Gone", now))
     if now - endpoint.failing_since >= disable_after:
         reason = (
             f"failing since {isoformat(endpoint.failing_since)} "
             f"({endpoint.consecutive_failures} consecutive failures)"
         )
-        return HealthChange(disabled=disable(endpoint, reason, now=now))
+        return HealthChange(disabled=_disabled(endpoint, reason, now))
     if not is_open(endpoint, threshold):
         return HealthChange()
     opened = endpoint.consecutive_failures == threshold
@@ -134,13 +132,27 @@ def after_attempt(
     return HealthChange(opened=opened)
 
 
-def disable(endpoint: Endpoint, reason: str, *, now: datetime) -> str:
-    """Disable ``endpoint`` with ``reason``; returns the reason."""
+def _disabled(endpoint: Endpoint, reason: str, now: datetime) -> str:
+    disable(endpoint, reason, now=now)
+    log.warning("endpoint.disabled", reason=reason)
+    return reason
+
+
+def disable(endpoint: Endpoint, reason: str, *, now: datetime) -> None:
+    """Take ``endpoint`` (a locked row) out of delivery with ``reason``; a probe in
+    flight ends with it. The breaker and an operator disable an endpoint the same way."""
     endpoint.enabled = False
     endpoint.disabled_reason = reason
     endpoint.disabled_at = now
     endpoint.probe_delivery_id = None
     endpoint.probe_until = None
     endpoint.updated_at = now
-    log.warning("endpoint.disabled", reason=reason)
-    return reason
+
+
+def clear_failures(endpoint: Endpoint) -> None:
+    """Forget the endpoint's failure streak: its circuit closes and no probe runs. After
+    a success, and when an operator enables it again (a fresh start)."""
+    endpoint.consecutive_failures = 0
+    endpoint.failing_since = None
+    endpoint.probe_delivery_id = None
+    endpoint.probe_until = None

@@ -168,7 +168,7 @@ def endpoint_page(request: Request) -> HTMLResponse:
         **common(request, session, "endpoints"),
         "row": _endpoint_rows(request, [endpoint])[0],
         "by_status": by_status,
-        "statuses": DeliveryStatus.ALL,
+        "statuses": [status.value for status in DeliveryStatus],
         "notice": notice(request),
         "secret_version": secret_version(endpoint),
         "can_rotate": portal.box is not None,
@@ -275,7 +275,7 @@ def deliveries_page(request: Request) -> HTMLResponse:
         "endpoints": endpoints,
         "next_cursor": next_cursor,
         "error": error,
-        "statuses": DeliveryStatus.ALL,
+        "statuses": [status.value for status in DeliveryStatus],
         "live": any(d.status == DeliveryStatus.PENDING for d in rows),
         "self_url": portal_path(request)
         + "deliveries?"
