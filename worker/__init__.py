@@ -12,7 +12,10 @@ One folder per concept; read the file list as a table of contents:
                     and URL rules, request headers, send errors
 ``endpoints/``      the registry, on/off switches, event filters, signing secrets, rotation and
                     the secret box that encrypts them at rest
-``ops/``            what ops look at and do: history, replay, stats, activity, views, retention
+``ops/``            what ops look at and do: history, replay, stats, activity, views, retention,
+                    the checks (``check``, ``/readyz``)
+``telemetry/``      metrics (the interface the engine calls, Prometheus), the state gauges, the
+                    per-process /metrics /healthz /readyz listener
 ``portal/``         the web portal (mounted by the API process): signed links and sessions, pages
                     and actions over the functions above, templates, vendored htmx
 ``cli/``            ``catentio-webhooks``: commands only, over the functions above
