@@ -6,6 +6,8 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -96,6 +98,15 @@ def lock_for_write(session: Session) -> None:
     if transaction is not None and bind in getattr(transaction, "_connections", {}):
         return
     session.connection(execution_options={_IMMEDIATE: True})
+
+
+def is_outage(exc: SQLAlchemyError) -> bool:
+    """Whether ``exc`` means the database is unreachable or not answering (connection
+    refused or lost, a timeout, the pool exhausted), as opposed to a statement it
+    refused because of what was in it (a constraint, a value it cannot store)."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -8,6 +8,7 @@ fails, the sweeper rings again later.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import defaultdict
@@ -85,8 +86,9 @@ class Poller:
             by_workspace = self._endpoints_for(session, {e.workspace_id for e in events})
             rows: list[dict[str, Any]] = []
             for event in events:
+                about = notice_subject(event)
                 for endpoint in by_workspace.get(event.workspace_id, ()):
-                    if matches_any(endpoint.event_types, event.type):
+                    if endpoint.id != about and matches_any(endpoint.event_types, event.type):
                         rows.append(_delivery_row(event, endpoint, now))
             created: list[tuple[str, str]] = []
             if rows:
@@ -199,6 +201,24 @@ class Poller:
         ):
             grouped[endpoint.workspace_id].append(endpoint)
         return grouped
+
+
+NOTICE_PREFIX = "webhook."
+"""Operational events (``webhook.endpoint.disabled``, ``webhook.delivery.exhausted``)."""
+
+
+def notice_subject(event: Event) -> str | None:
+    """The endpoint an operational event is about, which must never receive it: while
+    it fails, each notice would fail too (doubling its failures), and once it is back it
+    would get a flood of stale news about itself. ``None`` for any other event."""
+    if not event.type.startswith(NOTICE_PREFIX):
+        return None
+    try:
+        data = json.loads(event.body)["data"]["data"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    subject = data.get("endpointId") if isinstance(data, dict) else None
+    return subject if isinstance(subject, str) else None
 
 
 def _delivery_row(event: Event, endpoint: Endpoint, now: Any) -> dict[str, Any]:

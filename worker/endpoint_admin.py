@@ -21,6 +21,7 @@ from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint
 from outbox.validation import check_event_filter
 from worker import notices
 from worker.endpoints import get_endpoint
+from worker.limits import check_rate_limit
 from worker.request import check_custom_headers
 from worker.settings import DEFAULT_MAX_HEADER_BYTES
 from worker.urls import check_endpoint_url
@@ -159,8 +160,8 @@ def update_endpoint(
             raise ValidationError("max concurrency must be at least 1 (0 restores the default)")
         endpoint.max_concurrency = changes.max_concurrency or None
     if changes.rate_limit is not None:
-        if changes.rate_limit < 0:
-            raise ValidationError("rate limit must be positive (0 removes it)")
+        if changes.rate_limit != 0:
+            check_rate_limit(changes.rate_limit, what="rate limit (0 removes it)")
         endpoint.rate_limit = changes.rate_limit or None
         endpoint.rate_tat = None
     endpoint.updated_at = now

@@ -14,6 +14,7 @@ from outbox.clock import Clock, utcnow
 from outbox.errors import EndpointNotFound, ValidationError
 from outbox.models import Endpoint
 from outbox.validation import check_event_filter, check_workspace_id
+from worker.limits import check_rate_limit
 from worker.request import check_custom_headers
 from worker.secretbox import SecretBox
 from worker.settings import DEFAULT_MAX_HEADER_BYTES
@@ -65,8 +66,8 @@ def create_endpoint(
     custom = check_custom_headers(headers or {}, max_bytes=max_header_bytes)
     if max_concurrency is not None and max_concurrency < 1:
         raise ValidationError("max concurrency must be at least 1")
-    if rate_limit is not None and rate_limit <= 0:
-        raise ValidationError("rate limit must be positive (deliveries per second)")
+    if rate_limit is not None:
+        check_rate_limit(rate_limit)
     kept, shown = new_signing_secret(scheme)
     now = clock()
     endpoint = Endpoint(

@@ -12,9 +12,10 @@ happened:
     ``{"deliveryId", "eventId", "eventType", "endpointId", "attempts",
     "lastStatusCode", "lastErrorKind"}``.
 
-They are delivered like any other event (an endpoint subscribed to ``*`` receives
-them). A delivery of a ``webhook.*`` event that exhausts its own attempts publishes
-nothing further, so a workspace whose endpoints all fail cannot feed itself a loop.
+They are delivered like any other event to the workspace's endpoints subscribed to
+them, except to the endpoint they are about (``outbox.poller.notice_subject``). A
+delivery of a ``webhook.*`` event that exhausts its own attempts publishes nothing
+further, so a workspace whose endpoints all fail cannot feed itself a loop.
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from sqlalchemy.orm import Session
 
 from outbox.envelope import isoformat
 from outbox.models import Delivery, Endpoint, Event
+from outbox.poller import NOTICE_PREFIX
 from outbox.publish import publish
 
 ENDPOINT_DISABLED = "webhook.endpoint.disabled"
 DELIVERY_EXHAUSTED = "webhook.delivery.exhausted"
-NOTICE_PREFIX = "webhook."
-"""Event types under this prefix are ours; they never cause further notices."""
+# Event types under this prefix are ours; they never cause further notices, and the
+# poller never fans one out to the endpoint it is about.
 
 
 def is_notice(event_type: str) -> bool:

@@ -8,10 +8,12 @@ that starts with ``error:``.
 
 from __future__ import annotations
 
+import difflib
 import sys
 from typing import Any
 
 import click
+import structlog
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from outbox.errors import (
@@ -24,7 +26,7 @@ from outbox.errors import (
 )
 from worker.cli.state import State
 from worker.logs import configure_logging
-from worker.settings import Settings
+from worker.settings import VARIABLES, Settings
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -71,6 +73,13 @@ def main(ctx: click.Context) -> None:
     except ConfigurationError as exc:
         fail(str(exc), EXIT_USAGE)
     configure_logging(level=settings.log_level, fmt=settings.log_format)
+    for name in settings.unknown_variables:
+        close = difflib.get_close_matches(name, VARIABLES, n=1)
+        structlog.get_logger("worker.settings").warning(
+            "settings.unknown_variable",
+            variable=name,
+            hint=f"did you mean {close[0]}?" if close else "no setting reads it",
+        )
     state = State(settings)
     ctx.obj = state
     ctx.call_on_close(state.close)
