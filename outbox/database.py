@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from sqlalchemy import create_engine, event
@@ -34,19 +35,37 @@ def is_sqlite(url: str | URL) -> bool:
     return make_url(str(url) if isinstance(url, URL) else url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    connect_timeout: float | None = None,
+    statement_timeout: float | None = None,
+    **kwargs: Any,
+) -> Engine:
     """An engine for ``url`` with the settings this project depends on.
 
     SQLite: WAL journal (readers never wait for writers), a busy timeout, foreign keys
     on, and ``BEGIN IMMEDIATE`` for transactions that ask for it with
     :func:`lock_for_write`. PostgreSQL: pre-ping pooled connections so a restarted server
-    costs one reconnect, not one failed delivery.
+    costs one reconnect, not one failed delivery; ``connect_timeout`` (seconds) bounds
+    the wait for a server that accepts TCP and never answers, and ``statement_timeout``
+    (seconds) has the server cancel any statement that runs longer.
     """
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed, **kwargs)
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(parsed, **kwargs)
+    connect_args: dict[str, Any] = dict(kwargs.pop("connect_args", {}))
+    if connect_timeout is not None:
+        # libpq counts whole seconds (and treats 1 as 2).
+        connect_args.setdefault("connect_timeout", max(2, math.ceil(connect_timeout)))
+    if statement_timeout is not None:
+        given = parsed.query.get("options", "")
+        option = f"-c statement_timeout={max(1, round(statement_timeout * 1000))}"
+        connect_args["options"] = (
+            f"{given if isinstance(given, str) else ' '.join(given)} {option}".strip()
+        )
+    return create_engine(parsed, connect_args=connect_args, **kwargs)
 
 
 def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:

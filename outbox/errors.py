@@ -21,7 +21,8 @@ caller can catch all of ours in one ``except`` and none of anyone else's::
     ├── ConfigurationError           settings that cannot work (worker/settings.py)
     └── OwnFailure                   our side failed; never spends a receiver's attempt
         ├── DatabaseUnavailable
-        └── BrokerUnavailable
+        ├── BrokerUnavailable
+        └── SchemaNotReady           the schema is not (yet) the one this code needs
 
 The receiver's failures (timeouts, refused connections, bad statuses) are not exceptions
 of this tree: ``worker.outcome`` classifies them as delivery outcomes. The receiver-side
@@ -106,3 +107,8 @@ class DatabaseUnavailable(OwnFailure):
 
 class BrokerUnavailable(OwnFailure):
     """The message broker could not be reached."""
+
+
+class SchemaNotReady(OwnFailure):
+    """The database schema is not the one this code needs (not migrated yet, or
+    migrated by newer code, or another application's)."""

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -24,8 +24,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from outbox import ids
+from outbox.availability import Availability, first_line
 from outbox.clock import Clock, utcnow
-from outbox.database import lock_for_write
+from outbox.database import is_outage, lock_for_write
 from outbox.models import Delivery, DeliveryStatus, Endpoint, Event, Trigger
 from outbox.retention import Retention
 from outbox.validation import matches_any
@@ -46,6 +47,10 @@ DEFAULT_POLL_INTERVAL = 0.5
 
 DEFAULT_SWEEP_INTERVAL = 10.0
 """Seconds between sweeps."""
+
+MIN_OUTAGE_BACKOFF = 0.2
+MAX_OUTAGE_BACKOFF = 5.0
+"""Seconds between polls while the database is unreachable: doubling up to this."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,9 @@ class Poller:
     clock: Clock = utcnow
     # Finished history older than this is pruned from the loop, a little at a time.
     retention: timedelta | None = None
+    # Shared with the process's other users, so an outage is logged once per process.
+    database: Availability = field(default_factory=lambda: Availability("database"))
+    broker: Availability = field(default_factory=lambda: Availability("broker"))
 
     def poll_once(self) -> PollResult:
         """Fan out one batch of waiting events, commit, then dispatch the new deliveries.
@@ -147,9 +155,11 @@ class Poller:
         sweep_interval: float = DEFAULT_SWEEP_INTERVAL,
     ) -> None:
         """Poll until ``stop`` is set: at once while batches come back full, otherwise
-        backing off up to ``interval``. Database errors are logged and retried; they never
-        stop the loop."""
+        backing off up to ``interval``. Database errors never stop the loop: an outage is
+        logged once (``database.unavailable`` … ``database.recovered``) and the loop waits
+        for the database instead of failing every interval."""
         idle = 0.0
+        outage_backoff = MIN_OUTAGE_BACKOFF
         next_sweep = 0.0
         pruner = None
         if self.retention is not None:
@@ -163,9 +173,16 @@ class Poller:
                 if pruner is not None:
                     pruner.run_if_due()
             except SQLAlchemyError as exc:
-                log.error("outbox.poll_failed", error=str(exc).splitlines()[0])
-                stop.wait(interval)
+                if not is_outage(exc):
+                    log.error("outbox.poll_failed", error=first_line(exc))
+                    stop.wait(max(interval, 1.0))
+                    continue
+                self.database.failed(exc)  # logged once; then quiet, slower retries
+                stop.wait(outage_backoff)
+                outage_backoff = min(outage_backoff * 2, MAX_OUTAGE_BACKOFF)
                 continue
+            self.database.succeeded()
+            outage_backoff = MIN_OUTAGE_BACKOFF
             if result.events >= self.batch_size:
                 idle = 0.0
                 continue
@@ -180,7 +197,9 @@ class Poller:
             self.dispatch(delivery_ids)
         except Exception as exc:
             # The rows are committed; the sweeper rings again once the broker is back.
-            log.warning("outbox.dispatch_failed", deliveries=len(delivery_ids), error=repr(exc))
+            self.broker.failed(exc)
+            return
+        self.broker.succeeded()
 
     def _waiting_events(self, session: Session) -> Select[Any]:
         query = (

@@ -123,6 +123,8 @@ class Deliverer:
         try:
             claimed = self._claim(delivery_id)
         except SQLAlchemyError as exc:
+            if not is_outage(exc):
+                raise  # a statement refused for what it carried: a bug, not an outage
             raise DatabaseUnavailable(f"claiming {delivery_id}: {exc}") from exc
         if isinstance(claimed, Result):
             return claimed

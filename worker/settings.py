@@ -13,6 +13,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from outbox.errors import ConfigurationError, InvalidDuration
 from outbox.publish import DEFAULT_MAX_BODY_BYTES
@@ -181,6 +185,8 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CATENTIO_REDIS_NAMESPACE": ("redis_namespace", str),
     "CATENTIO_LOG_LEVEL": ("log_level", _log_level),
     "CATENTIO_LOG_FORMAT": ("log_format", _log_format),
+    "HONCHO_PROCESS_NAME": ("procfile_process", str),
+    "PS": ("procfile_process", str),
 }
 """Every environment variable the settings read: the field it sets and its parser."""
 
@@ -231,6 +237,9 @@ class Settings:
     redis_namespace: str = "catentio"
     log_level: str = "INFO"
     log_format: str = "auto"
+    # Set when a local Procfile runner started this process: honcho's
+    # HONCHO_PROCESS_NAME or foreman's PS (e.g. "release.1").
+    procfile_process: str | None = None
     # CATENTIO_* names in the environment that no setting reads (typos, most likely).
     unknown_variables: tuple[str, ...] = ()
 
@@ -282,6 +291,9 @@ class Settings:
     def check(self) -> None:
         """Refuse values and combinations that cannot work, naming the variable and the
         range it accepts."""
+        _check_database_url(self.database_url)
+        if self.redis_url is not None:
+            _check_redis_url(self.redis_url)
         second = timedelta(seconds=1)
         _in_range("retry_jitter", self.retry_jitter, 0, 1, "a fraction in [0, 1)", upper_open=True)
         _in_range("request_timeout", self.request_timeout, 0.001, 3600, "between 1ms and 1h")
@@ -374,3 +386,46 @@ def _in_range(
     below = value < high if upper_open else value <= high
     if not (math.isfinite(value) and above and below):
         raise ConfigurationError(f"{variable_for(attribute)} must be {allowed}, got {value:g}")
+
+
+DATABASE_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg", "sqlite")
+"""``DATABASE_URL`` schemes we run on: PostgreSQL through psycopg 3, and SQLite."""
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _shown(url: str) -> str:
+    """``url`` without its password, for an error message."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return url.replace(f":{parts.password}@", ":***@", 1)
+
+
+def _check_database_url(url: str) -> None:
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme not in DATABASE_SCHEMES:
+        raise ConfigurationError(
+            f"DATABASE_URL={_shown(url)!r} is not supported: use postgresql://user@host/db "
+            "(postgres:// and postgresql+psycopg:// too; the psycopg 3 driver) or "
+            "sqlite:///path/to/file.sqlite3"
+        )
+    try:
+        make_url(url.replace("postgres://", "postgresql://", 1))
+    except ArgumentError:
+        raise ConfigurationError(
+            f"DATABASE_URL={_shown(url)!r} is not a valid database URL"
+        ) from None
+
+
+def _check_redis_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in REDIS_SCHEMES or (parts.scheme != "unix" and not parts.hostname):
+        raise ConfigurationError(
+            f"REDIS_URL={_shown(url)!r} is not supported: use redis://host:6379/0, "
+            "rediss:// (TLS) or unix:///path/to/redis.sock"
+        )
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ConfigurationError(f"REDIS_URL={_shown(url)!r} has an invalid port") from None

@@ -15,7 +15,8 @@ from worker.runtime import Runtime
 log = structlog.get_logger("worker.cli")
 
 
-def _stop_on_signals() -> threading.Event:
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM (logged once)."""
     stop = threading.Event()
 
     def handler(signum: int, _frame: object) -> None:
@@ -40,8 +41,8 @@ def _needs_redis(state: State, command: str) -> None:
 @pass_state
 def run(state: State, threads: int | None) -> None:
     """Poller and delivery workers in one process (embedded, or on PostgreSQL + Redis)."""
-    stop = _stop_on_signals()
-    runtime = Runtime.open(state.settings)
+    stop = stop_on_signals()
+    runtime = Runtime.open(state.settings, startup_timeout=state.settings.startup_timeout)
     mode = "redis" if state.settings.redis_url else "in-process"
     log.info("run.started", broker=mode, threads=threads or state.settings.worker_threads)
     try:
@@ -57,8 +58,8 @@ def run(state: State, threads: int | None) -> None:
 def poller(state: State) -> None:
     """Fan out outbox events and sweep for lost messages (run one or more)."""
     _needs_redis(state, "poller")
-    stop = _stop_on_signals()
-    runtime = Runtime.open(state.settings)
+    stop = stop_on_signals()
+    runtime = Runtime.open(state.settings, startup_timeout=state.settings.startup_timeout)
     log.info("poller.started")
     try:
         runtime.poller().run(
@@ -77,8 +78,8 @@ def poller(state: State) -> None:
 def worker(state: State, threads: int | None) -> None:
     """dramatiq delivery workers on the Redis broker (run as many as you need)."""
     _needs_redis(state, "worker")
-    stop = _stop_on_signals()
-    runtime = Runtime.open(state.settings)
+    stop = stop_on_signals()
+    runtime = Runtime.open(state.settings, startup_timeout=state.settings.startup_timeout)
     runtime.start_worker(threads)
     log.info("worker.started", threads=threads or state.settings.worker_threads)
     try:
