@@ -36,6 +36,7 @@ POSTGRES_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("CATENTIO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+ANYWHERE = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 # A fixed Fernet key for tests only, so every module that imports it sees the same one.
 TEST_KEY = "OSk80ULaPv2qA-P6eOPwolNIvZ13H-ohloVJ6RIHwJU="
 
@@ -211,6 +212,9 @@ def add_endpoint() -> Callable[..., NewSecret]:
                 workspace_id=workspace_id,
                 url=target,
                 event_types=list(event_types),
+                # Register anything: tests of the send-time SSRF guard need rows the
+                # registration check would refuse (it has tests of its own).
+                allowed_networks=kwargs.pop("allowed_networks", ANYWHERE),
                 **kwargs,
             )
         if receiver is not None and url is None:

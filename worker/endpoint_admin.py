@@ -8,7 +8,7 @@ by themselves after ``resume``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,11 +20,12 @@ from outbox.errors import Conflict, ValidationError
 from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint
 from outbox.validation import check_event_filter
 from worker import notices
+from worker.addresses import IPNetwork
 from worker.endpoints import get_endpoint
 from worker.limits import check_rate_limit
 from worker.request import check_custom_headers
 from worker.settings import DEFAULT_MAX_HEADER_BYTES
-from worker.urls import check_endpoint_url
+from worker.urls import check_endpoint_url, check_registrable
 
 OPERATOR_REASON = "disabled by an operator"
 """``disabled_reason`` when ``endpoints disable`` is given no reason."""
@@ -135,6 +136,7 @@ def update_endpoint(
     *,
     now: datetime,
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    allowed_networks: Iterable[IPNetwork] = (),
 ) -> Endpoint:
     """Validate and apply ``changes``. New event filters apply to events fanned out from
     now on; deliveries already made keep going to the endpoint's (new) URL."""
@@ -146,6 +148,7 @@ def update_endpoint(
     endpoint = _locked(session, endpoint_id)
     if changes.url is not None:
         check_endpoint_url(changes.url)
+        check_registrable(changes.url, allowed_networks=allowed_networks)
         endpoint.url = changes.url
     if changes.event_types is not None:
         if not changes.event_types:

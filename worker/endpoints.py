@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,11 +14,12 @@ from outbox.clock import Clock, utcnow
 from outbox.errors import EndpointNotFound, ValidationError
 from outbox.models import Endpoint
 from outbox.validation import check_event_filter, check_workspace_id
+from worker.addresses import IPNetwork
 from worker.limits import check_rate_limit
 from worker.request import check_custom_headers
 from worker.secretbox import SecretBox
 from worker.settings import DEFAULT_MAX_HEADER_BYTES
-from worker.urls import check_endpoint_url
+from worker.urls import check_endpoint_url, check_registrable
 
 SCHEMES = ("v1", "v1a")
 """``v1``: HMAC-SHA256 with a ``whsec_`` secret; ``v1a``: Ed25519 with a ``whsk_`` key."""
@@ -55,11 +56,15 @@ def create_endpoint(
     max_concurrency: int | None = None,
     rate_limit: float | None = None,
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    allowed_networks: Iterable[IPNetwork] = (),
     clock: Clock = utcnow,
 ) -> NewSecret:
-    """Validate and add an endpoint to ``session``; returns it with its one-time secret."""
+    """Validate and add an endpoint to ``session``; returns it with its one-time secret.
+    A URL whose host is a literal address outside ``allowed_networks``
+    (``CATENTIO_ALLOWED_NETWORKS``) that the SSRF guard refuses is refused here."""
     check_workspace_id(workspace_id)
     check_endpoint_url(url)
+    check_registrable(url, allowed_networks=allowed_networks)
     if not event_types:
         raise ValidationError("an endpoint needs at least one event type filter (or '*')")
     filters = sorted({check_event_filter(t) for t in event_types})

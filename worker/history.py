@@ -40,7 +40,8 @@ class Page(Generic[T]):
 
 
 def check_cursor(cursor: str, prefix: str) -> str:
-    """``cursor`` if it is an id with ``prefix`` (as ``next_cursor`` hands out)."""
+    """``cursor`` if it is an id with ``prefix`` (the last id of a page, as its
+    ``more: --after …`` line shows)."""
     body = cursor[len(prefix) + 1 :]
     if (
         not cursor.startswith(prefix + "_")
@@ -48,7 +49,8 @@ def check_cursor(cursor: str, prefix: str) -> str:
         or any(c not in _ALPHABET for c in body)
     ):
         raise ValidationError(
-            f"--after {cursor!r} is not a {prefix}_… cursor (use next_cursor of the previous page)"
+            f"--after {cursor!r} is not a {prefix}_… id: pass the last id of the previous "
+            "page (its 'more: --after …' line shows it)"
         )
     return cursor
 

@@ -21,7 +21,6 @@ from outbox.errors import (
     ConfigurationError,
     Conflict,
     NotFound,
-    OwnFailure,
     ValidationError,
 )
 from worker.cli.state import State
@@ -45,18 +44,26 @@ class CatentioGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except click.UsageError as exc:
-            # A subcommand's bad option or argument: one line, not click's usage block.
-            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
-            fail(f"{exc.format_message()} (see '{where} --help')", EXIT_USAGE)
-        except NotFound as exc:
-            fail(str(exc), EXIT_NOT_FOUND)
-        except (ValidationError, ConfigurationError, Conflict) as exc:
-            fail(str(exc), EXIT_USAGE)
-        except OperationalError as exc:
-            fail(f"database unavailable: {str(exc.orig).strip().splitlines()[0]}", EXIT_FAILURE)
-        except (OwnFailure, SQLAlchemyError, CatentioError) as exc:
-            fail(str(exc).splitlines()[0], EXIT_FAILURE)
+        except (click.UsageError, CatentioError, SQLAlchemyError) as exc:
+            if isinstance(ctx.obj, State):
+                ctx.obj.discard_created()  # a failed first command leaves no files
+            _report(ctx, exc)
+
+
+def _report(ctx: click.Context, exc: Exception) -> None:
+    """One line on stderr and the exit code for ``exc``."""
+    if isinstance(exc, click.UsageError):
+        # A subcommand's bad option or argument: one line, not click's usage block.
+        where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+        fail(f"{exc.format_message()} (see '{where} --help')", EXIT_USAGE)
+    elif isinstance(exc, NotFound):
+        fail(str(exc), EXIT_NOT_FOUND)
+    elif isinstance(exc, ValidationError | ConfigurationError | Conflict):
+        fail(str(exc), EXIT_USAGE)
+    elif isinstance(exc, OperationalError):
+        fail(f"database unavailable: {str(exc.orig).strip().splitlines()[0]}", EXIT_FAILURE)
+    else:
+        fail(str(exc).splitlines()[0], EXIT_FAILURE)
 
 
 @click.group(cls=CatentioGroup)

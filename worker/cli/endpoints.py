@@ -9,14 +9,16 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from outbox import ids
 from outbox.clock import utcnow
 from outbox.errors import Conflict, ValidationError
 from outbox.models import DeliveryStatus, Endpoint
 from worker.activity import endpoint_activity
 from worker.cli import filters
+from worker.cli.formats import Format, format_options, pick_format
 from worker.cli.listing import print_listing
 from worker.cli.options import json_option, split_values
-from worker.cli.output import print_json, print_record
+from worker.cli.output import print_json, print_jsonl, print_record
 from worker.cli.progress import progress_bar
 from worker.cli.replay import ring_now, run_bulk
 from worker.cli.state import State, pass_state
@@ -31,7 +33,7 @@ from worker.endpoint_admin import (
     update_endpoint,
 )
 from worker.endpoints import SCHEMES, create_endpoint, get_endpoint
-from worker.history import DeliveryFilter
+from worker.history import DeliveryFilter, check_cursor
 from worker.replay import DEFAULT_BATCH_SIZE
 from worker.views import activity_view, endpoint_view
 
@@ -102,6 +104,7 @@ def endpoints_add(
             max_concurrency=max_concurrency,
             rate_limit=rate_limit,
             max_header_bytes=state.settings.max_header_bytes,
+            allowed_networks=state.settings.allowed_networks,
         )
     view = endpoint_view(created.endpoint)
     if as_json:
@@ -134,18 +137,45 @@ def _percent(value: float | None) -> str:
 
 @endpoints.command("list")
 @click.option("--workspace", help="Only this workspace.")
-@json_option
+@filters.page_options
+@format_options
 @pass_state
-def endpoints_list(state: State, workspace: str | None, as_json: bool) -> None:
-    """List endpoints with their health (never their secrets): success rate over the
-    last hour and day, consecutive failures, pending and in-flight deliveries."""
-    query = select(Endpoint).order_by(Endpoint.id)
-    if workspace:
-        query = query.where(Endpoint.workspace_id == workspace)
-    with state.sessions()() as session:
-        rows = _with_activity(session, list(session.scalars(query)))
-    if as_json:
+def endpoints_list(
+    state: State,
+    workspace: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+    as_jsonl: bool,
+) -> None:
+    """List endpoints, newest first, with their health (never their secrets): success
+    rate over the last hour and day, consecutive failures, pending and in-flight
+    deliveries. Pages are keyset: pass the last id shown as --after."""
+    fmt = pick_format(as_json, as_jsonl)
+    if cursor is not None:
+        check_cursor(cursor, ids.ENDPOINT)
+    sessions = state.sessions()
+    if fmt is Format.JSONL:
+        left = limit
+        while left > 0:
+            size = min(500, left)
+            with sessions() as session:
+                page = _endpoint_page(session, workspace, size, cursor)
+                print_jsonl(_with_activity(session, page))
+            left -= len(page)
+            if len(page) < size:
+                return
+            cursor = page[-1].id
+        return
+    with sessions() as session:
+        page = _endpoint_page(session, workspace, limit + 1, cursor)
+        more = len(page) > limit
+        rows = _with_activity(session, page[:limit])
+    if fmt is Format.JSON:
         print_json(rows)
+        return
+    if not rows:
+        click.echo("no endpoints match")
         return
     for row in rows:
         row["ok_hour"] = _percent(row["success_rate_hour"])
@@ -170,7 +200,22 @@ def endpoints_list(state: State, workspace: str | None, as_json: bool) -> None:
             "ok_day": "ok 24h",
             "in_flight": "in flight",
         },
+        drop_first=("ok_day", "in_flight", "workspace_id", "pending", "ok_hour"),
     )
+    if more:
+        click.echo(f"more: --after {rows[-1]['id']}")
+
+
+def _endpoint_page(
+    session: Session, workspace: str | None, limit: int, after: str | None
+) -> list[Endpoint]:
+    """Up to ``limit`` endpoints, newest first, older than ``after``."""
+    query = select(Endpoint).order_by(Endpoint.id.desc()).limit(limit)
+    if workspace:
+        query = query.where(Endpoint.workspace_id == workspace)
+    if after is not None:
+        query = query.where(Endpoint.id < after)
+    return list(session.scalars(query))
 
 
 @endpoints.command("show")
@@ -344,6 +389,7 @@ def endpoints_update(
             changes,
             now=utcnow(),
             max_header_bytes=state.settings.max_header_bytes,
+            allowed_networks=state.settings.allowed_networks,
         )
         view = endpoint_view(endpoint)
     if as_json:

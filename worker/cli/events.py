@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from outbox.errors import EventNotFound
+from outbox.errors import EventNotFound, PayloadTooLarge, ValidationError
 from outbox.models import Delivery, Endpoint, Event
 from outbox.publish import publish
 from worker.cli import filters
@@ -29,7 +30,12 @@ def events() -> None:
 @events.command("publish")
 @click.option("--workspace", required=True)
 @click.option("--type", "event_type", required=True, help="e.g. run.succeeded")
-@click.option("--data", required=True, help="The event's data, a JSON object.")
+@click.option(
+    "--data",
+    required=True,
+    help="The event's data, a JSON object; @FILE reads it from a file, - from stdin "
+    "(for bodies past the command line's length limit).",
+)
 @click.option("--idempotency-key", help="Publishing the same key again returns the first event.")
 @click.option("--request-id", help="Goes into the envelope's meta.requestId.")
 @json_option
@@ -44,7 +50,7 @@ def events_publish(
     as_json: bool,
 ) -> None:
     """Put one event in the outbox (the poller fans it out)."""
-    payload = parse_json_object(data, "--data")
+    payload = parse_json_object(_read_data(data, state.settings.max_body_bytes), "--data")
     with state.sessions()() as session, session.begin():
         event = publish(
             session,
@@ -60,6 +66,34 @@ def events_publish(
         print_json(view)
     else:
         click.echo(f"published {event.id} ({event.type}) in {event.workspace_id}")
+
+
+def _read_data(value: str, max_bytes: int) -> str:
+    """``--data``: the JSON itself, ``@path`` for a file's content or ``-`` for stdin.
+    At most a little over the body limit is read, so a huge file fails fast."""
+    text: str
+    if value == "-":
+        where = "stdin"
+        text = sys.stdin.read(max_bytes * 2 + 1)
+    elif value.startswith("@"):
+        where = value[1:]
+        try:
+            with open(where, encoding="utf-8") as handle:
+                text = handle.read(max_bytes * 2 + 1)
+        except OSError as exc:
+            raise ValidationError(
+                f"--data {value}: cannot read {where!r}: {exc.strerror}"
+            ) from None
+        except UnicodeDecodeError:
+            raise ValidationError(f"--data {value}: {where!r} is not UTF-8 text") from None
+    else:
+        return value
+    if len(text) > max_bytes * 2:
+        raise PayloadTooLarge(
+            f"--data from {where} is larger than the {max_bytes}-byte body limit "
+            "(CATENTIO_MAX_BODY_BYTES)"
+        )
+    return text
 
 
 def _fanout(session: Session, event_ids: list[str]) -> dict[str, dict[str, int]]:
@@ -144,6 +178,7 @@ def events_list(
         rows,
         ["id", "workspace_id", "type", "created_at", "dispatched_at", "fanout"],
         headers={"workspace_id": "workspace", "fanout": "deliveries"},
+        drop_first=("dispatched_at", "workspace_id", "created_at"),
     )
     if page.next_cursor:
         click.echo(f"more: --after {page.next_cursor}")
@@ -181,6 +216,7 @@ def events_show(state: State, event_id: str, as_json: bool) -> None:
         ["id", "endpoint_id", "endpoint_url", "status", "attempts", "last_status_code"],
         title="deliveries",
         headers={"endpoint_url": "url", "last_status_code": "last"},
+        drop_first=("endpoint_url", "attempts"),
     )
 
 

@@ -27,7 +27,7 @@ _RATE_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 def page_options(function: F) -> F:
     """Adds ``--limit`` and ``--after`` (keyset pagination, newest first)."""
     function = click.option(
-        "--after", "cursor", help="Continue after this cursor (next_cursor of a page)."
+        "--after", "cursor", help="Continue after this id (the last row of the previous page)."
     )(function)
     return click.option(
         "--limit",

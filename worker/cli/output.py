@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -13,9 +14,9 @@ from rich.table import Table
 
 def console(*, stderr: bool = False) -> Console:
     """A console on stdout (or stderr). Piped output gets 160 columns rather than 80,
-    so tables of ids are not cut."""
+    so tables of ids are not cut, unless ``COLUMNS`` says otherwise (rich reads it)."""
     stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() else 160
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 160
     return Console(stderr=stderr, highlight=False, width=width)
 
 
@@ -31,9 +32,13 @@ def print_jsonl(rows: Iterable[Mapping[str, Any]]) -> None:
         sys.stdout.flush()
 
 
+TIME_SUFFIXES = ("_at", "_since", "_until")
+"""Columns holding ISO times, shown to the second."""
+
+
 def cell(column: str, value: Any) -> str:
     """How one value is shown in a table: ``-`` for nothing, yes/no, lists joined,
-    one decimal, and ``*_at`` times to the second."""
+    one decimal, and times (``*_at``, ``*_since``, ``*_until``) to the second."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -42,7 +47,7 @@ def cell(column: str, value: Any) -> str:
         return ", ".join(str(v) for v in value)
     if isinstance(value, float):
         return f"{value:.1f}"
-    if column.endswith("_at") and isinstance(value, str) and len(value) >= 19:
+    if column.endswith(TIME_SUFFIXES) and isinstance(value, str) and len(value) >= 19:
         return value[:10] + " " + value[11:19]
     return str(value)
 

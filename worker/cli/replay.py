@@ -14,13 +14,16 @@ from datetime import timedelta
 
 import click
 from click.core import ParameterSource
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outbox.clock import utcnow
+from outbox.envelope import isoformat
 from outbox.errors import BrokerUnavailable, ValidationError
-from outbox.models import DeliveryStatus
+from outbox.models import Delivery, DeliveryStatus
 from worker.bell import Bell
 from worker.cli import filters
+from worker.cli.deliveries import delivery_row
 from worker.cli.listing import print_listing
 from worker.cli.options import split_values
 from worker.cli.output import print_json
@@ -193,9 +196,8 @@ def run_bulk(
     sessions = state.sessions()
     with sessions() as session:
         matched = count_deliveries(session, selection)
-        sample = [
-            delivery_view(d) for d in delivery_page(session, selection, limit=SAMPLE_SIZE).rows
-        ]
+        rows = delivery_page(session, selection, limit=SAMPLE_SIZE).rows
+        sample = [delivery_view(d) for d in rows]
     what = f"{', '.join(selection.statuses)} deliveries to {selection.endpoint_id}"
     if dry_run or matched == 0:
         if as_json:
@@ -204,10 +206,11 @@ def run_bulk(
         click.echo(f"{'would replay' if dry_run else 'nothing to replay:'} {matched} {what}")
         if sample:
             print_listing(
-                sample,
-                ["id", "created_at", "event_type", "status", "attempts", "last_status_code"],
+                [delivery_row(d) for d in rows],
+                ["id", "created_at", "event_type", "status", "attempts", "last"],
                 title=f"newest {len(sample)} of {matched}",
-                headers={"created_at": "created", "last_status_code": "last"},
+                headers={"created_at": "created"},
+                drop_first=("created_at", "attempts"),
             )
         return
     if not yes:
@@ -226,7 +229,7 @@ def run_bulk(
     except KeyboardInterrupt:
         click.echo(
             f"interrupted: {job.reopened} of {matched} re-opened (they will be sent); "
-            "run the same command again to replay the rest",
+            + _rest_hint(state, selection, job.last_id),
             err=True,
         )
         sys.exit(EXIT_INTERRUPTED)
@@ -251,6 +254,25 @@ def run_bulk(
         )
         return
     click.echo(f"re-opened {job.reopened} of {matched} {what}; {note}")
+
+
+def _rest_hint(state: State, selection: DeliveryFilter, last_id: str | None) -> str:
+    """How to replay the rest after an interruption. Re-opened deliveries leave a
+    failed/skipped selection, so running it again is right; but once they succeed again
+    they are back in a ``succeeded`` selection, and running it again would send them a
+    second time."""
+    if DeliveryStatus.SUCCEEDED not in selection.statuses:
+        return "run the same command again to replay the rest"
+    if last_id is None:
+        return "nothing was re-opened yet: run the same command again"
+    with state.sessions()() as session:
+        created = session.scalar(select(Delivery.created_at).where(Delivery.id == last_id))
+    since = isoformat(created) if created is not None else "the time of the last re-opened"
+    return (
+        "the selection includes succeeded deliveries, so running it unchanged would replay "
+        f"the re-opened ones again once they succeed; to replay only the rest, add --since "
+        f"{since} (created at or after the last one re-opened)"
+    )
 
 
 def _dry_run_rollback(session: Session, dry_run: bool) -> None:
