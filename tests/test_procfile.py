@@ -21,7 +21,7 @@ from outbox import publish
 from outbox.database import make_engine
 from outbox.migrate import current_revision, head_revision
 from tests.conftest import TEST_KEY
-from worker.receiver import Receiver
+from worker.demo.receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 

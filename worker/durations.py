@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from outbox.errors import InvalidDuration
+from worker.errors import InvalidDuration
 
 MAX_DURATION = timedelta(days=3650)
 """Longest duration parsed (``inf`` or ``1e400s`` would overflow a ``timedelta``)."""

@@ -18,23 +18,23 @@ import structlog
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from outbox.availability import Availability
 from outbox.clock import Clock, utcnow
 from outbox.database import is_sqlite, make_engine, make_session_factory
-from outbox.errors import ConfigurationError, DatabaseUnavailable
 from outbox.migrate import current_revision, head_revision, upgrade
-from outbox.poller import Dispatch, Poller
 from worker import startup
-from worker.actors import DeliverActor, declare_deliver_actor
-from worker.bell import Bell
-from worker.broker import ConsumerOutages, build_broker, ping
-from worker.delivery import Deliverer
-from worker.secretbox import SecretBox, open_secret_box
-from worker.sender import Sender
+from worker.availability import Availability
+from worker.delivery.actor import DeliverActor, declare_deliver_actor
+from worker.delivery.bell import Bell
+from worker.delivery.broker import ConsumerOutages, build_broker, ping
+from worker.delivery.deliverer import Deliverer
+from worker.endpoints.secretbox import SecretBox, open_secret_box
+from worker.errors import ConfigurationError, DatabaseUnavailable
+from worker.fanout.poller import Dispatch, Poller
+from worker.http.sender import Sender
+from worker.http.transport import GuardedTransport
 from worker.settings import Settings
-from worker.transport import GuardedTransport
 
-log = structlog.get_logger("worker.runtime")
+log = structlog.get_logger(__name__)
 
 
 def open_database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:

@@ -19,18 +19,18 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from outbox.availability import first_line
-from outbox.errors import (
+from outbox.migrate import current_revision, head_revision, known_revision
+from outbox.models import Endpoint
+from worker.availability import first_line
+from worker.delivery.broker import ping
+from worker.endpoints.secretbox import SecretBox
+from worker.errors import (
     BrokerUnavailable,
     ConfigurationError,
     DatabaseUnavailable,
     OwnFailure,
     SchemaNotReady,
 )
-from outbox.migrate import current_revision, head_revision, known_revision
-from outbox.models import Endpoint
-from worker.broker import ping
-from worker.secretbox import SecretBox
 
 log = structlog.get_logger("worker.startup")
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from outbox import Delivery, Event, publish
-from worker.receiver import Receiver, always
+from worker.demo.receiver import Receiver, always
 from worker.runtime import Runtime
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from outbox import publish
 from tests.conftest import TEST_KEY
 from tests.tcp_proxy import TcpProxy
-from worker.receiver import Receiver, always
+from worker.demo.receiver import Receiver, always
 
 OUTAGE_SECONDS = 4.0
 EVENTS_BEFORE = 30

@@ -16,10 +16,11 @@ import pytest
 from sqlalchemy import select, update
 
 from outbox import Attempt, Delivery, DeliveryStatus, Endpoint, publish
-from outbox.errors import ConfigurationError, ValidationError
+from outbox.errors import ValidationError
+from worker.errors import ConfigurationError
 from tests.cli.conftest import cli_env, run_cli
-from worker.endpoints import NewSecret
-from worker.receiver import Receiver
+from worker.endpoints.registry import NewSecret
+from worker.demo.receiver import Receiver
 from worker.runtime import Runtime
 from worker.settings import Settings
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import click
 import structlog
 
-from outbox.errors import ConfigurationError
 from outbox.migrate import current_revision, head_revision, known_revision, upgrade
 from worker.cli.processes import stop_on_signals
 from worker.cli.state import State, pass_state
+from worker.errors import ConfigurationError
 from worker.runtime import open_database
 
 log = structlog.get_logger("worker.cli")

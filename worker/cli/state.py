@@ -10,8 +10,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from outbox.database import is_sqlite, normalize_url
+from worker.endpoints.secretbox import SecretBox, key_file_for, open_secret_box
 from worker.runtime import ensure_schema, open_database
-from worker.secretbox import SecretBox, key_file_for, open_secret_box
 from worker.settings import Settings
 
 

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 
 from outbox import DeliveryStatus
-from outbox.errors import ConfigurationError
-from worker.addresses import is_permitted
-from worker.receiver import always
+from worker.demo.receiver import always
+from worker.errors import ConfigurationError
+from worker.http.addresses import is_permitted
+from worker.http.transport import GuardedTransport
 from worker.settings import Settings
-from worker.transport import GuardedTransport
 
 BLOCKED = [
     # IPv4
