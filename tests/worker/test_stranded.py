@@ -17,10 +17,10 @@ from sqlalchemy import select, update
 
 from outbox import Attempt, Delivery, DeliveryStatus, Endpoint, publish
 from outbox.errors import ValidationError
-from worker.errors import ConfigurationError
 from tests.cli.conftest import cli_env, run_cli
-from worker.endpoints.registry import NewSecret
 from worker.demo.receiver import Receiver
+from worker.endpoints.registry import NewSecret
+from worker.errors import ConfigurationError
 from worker.runtime import Runtime
 from worker.settings import Settings
 

@@ -46,7 +46,7 @@ def check_cursor(cursor: str, prefix: str) -> str:
     listing's ``more: --after …`` line shows)."""
     if not ids.is_id(cursor, prefix):
         raise InvalidCursor(
-            f"{cursor!r} is not a {prefix}_… id: pass the last id of the previous page "
+            f"{cursor!r} is not a {prefix}_… cursor: pass the last id of the previous page "
             "(its 'more: --after …' line shows it)"
         )
     return cursor
