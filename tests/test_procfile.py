@@ -20,7 +20,7 @@ from typing import Any
 from outbox import publish
 from outbox.database import make_engine
 from outbox.migrate import current_revision, head_revision
-from tests.conftest import TEST_KEY
+from tests.support.services import TEST_KEY
 from worker.demo.receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent

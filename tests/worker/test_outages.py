@@ -22,8 +22,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from outbox import publish
-from tests.conftest import TEST_KEY
-from tests.tcp_proxy import TcpProxy
+from tests.support.services import TEST_KEY
+from tests.support.tcp_proxy import TcpProxy
 from worker.demo.receiver import Receiver, always
 
 OUTAGE_SECONDS = 4.0

@@ -175,7 +175,7 @@ def test_a_connect_timeout_longer_than_the_deadline_is_refused() -> None:
 def test_unknown_catentio_variables_are_warned_about_once(tmp_path: Any) -> None:
     """A CATENTIO_* name no setting reads (a typo) is named in one warning at start-up,
     with the setting it probably meant; the command still runs."""
-    from tests.cli.conftest import run_cli
+    from tests.support.cli import run_cli
 
     env = {
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",

@@ -21,8 +21,8 @@ import pytest
 import sqlalchemy as sa
 
 from outbox.database import make_engine
-from tests.cli.conftest import run_cli
-from tests.conftest import TEST_KEY
+from tests.support.cli import run_cli
+from tests.support.services import TEST_KEY
 
 OTHER_KEY = "b3RoZXIta2V5LW90aGVyLWtleS1vdGhlci1rZXktMDE="
 

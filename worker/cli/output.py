@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import click
 from rich.console import Console
 from rich.measure import Measurement
 from rich.progress import (
@@ -155,6 +156,25 @@ def print_listing(
     caption = f"not shown at this width: {', '.join(hidden)} (--json has every field)"
     cells = [{c: cell(c, row.get(c)) for c in shown} for row in rows]
     out.print(_table(cells, shown, title=title, headers=names, caption=caption if hidden else None))
+
+
+def print_page(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    *,
+    empty: str,
+    next_cursor: str | None,
+    headers: Mapping[str, str] | None = None,
+    drop_first: Sequence[str] = (),
+) -> None:
+    """One page of a listing for people: the table (``empty`` when there are no rows),
+    then how to ask for the next page."""
+    if not rows:
+        click.echo(empty)
+        return
+    print_listing(rows, columns, headers=headers, drop_first=drop_first)
+    if next_cursor:
+        click.echo(f"more: --after {next_cursor}")
 
 
 @contextmanager

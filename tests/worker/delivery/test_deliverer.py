@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,8 @@ from sqlalchemy import select
 
 from catentio_signing import Webhook
 from outbox import Attempt, Delivery, DeliveryStatus, Endpoint, Event, publish
-from tests.conftest import ManualClock
+from tests.support.cli import logging_restored
+from tests.support.clock import ManualClock
 from worker.errors import DatabaseUnavailable
 from worker.runtime import Runtime
 
@@ -122,9 +124,13 @@ def test_no_secret_in_logs_attempts_or_headers(
     handler = Handler(500, 200)
     clock = ManualClock(T0)
     runtime = make_runtime(sqlite_url, transport=httpx.MockTransport(handler), clock=clock)
-    with structlog.testing.capture_logs(
-        processors=[structlog.contextvars.merge_contextvars]
-    ) as logs:
+    with (
+        logging_restored(),
+        structlog.testing.capture_logs(
+            processors=[structlog.contextvars.merge_contextvars]
+        ) as logs,
+    ):
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
         created, _, delivery = one_delivery(
             runtime, add_endpoint, clock, headers={"Authorization": "Bearer sup3r-s3cret"}
         )

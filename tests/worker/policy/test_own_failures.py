@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from outbox import DeliveryStatus
-from tests.worker.policy.conftest import Harness
+from tests.support.harness import Harness
 from worker.demo.receiver import Reply
 from worker.errors import BrokerUnavailable, DatabaseUnavailable
 from worker.fanout.poller import Poller

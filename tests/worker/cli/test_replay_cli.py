@@ -15,12 +15,15 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from outbox import publish
 from outbox.database import make_engine, make_session_factory
 from outbox.models import Attempt, Delivery, DeliveryStatus
-from tests.cli.conftest import History, Invoke, cli_env, run_cli
+from tests.support.cli import Invoke, cli_env, run_cli
+from tests.support.history import History
+from tests.support.waiting import wait_until
 from worker.demo.receiver import Reply
 
 
@@ -32,15 +35,6 @@ def _rows(url: str, **where: Any) -> list[Delivery]:
             return list(session.scalars(query))
     finally:
         engine.dispose()
-
-
-def _wait(predicate: Any, timeout: float = 15.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
 
 
 def ours(received: list[Any], event_id: str) -> list[Any]:
@@ -66,7 +60,7 @@ def test_replaying_a_delivery_twice_sends_one_new_attempt(
     runtime.poller().poll_once()
     [delivery] = _rows(backend["database_url"], event_id=event.id)
     # The outage: every scheduled attempt fails until the schedule is spent.
-    assert _wait(
+    assert wait_until(
         lambda: (
             runtime.deliverer.deliver(delivery.id) is not None
             and _rows(backend["database_url"], id=delivery.id)[0].status == DeliveryStatus.FAILED
@@ -88,7 +82,7 @@ def test_replaying_a_delivery_twice_sends_one_new_attempt(
     assert json.loads(second.stdout)["reopened"] is False
 
     with runtime.running():
-        assert _wait(
+        assert wait_until(
             lambda: (
                 _rows(backend["database_url"], id=delivery.id)[0].status == DeliveryStatus.SUCCEEDED
             )
@@ -224,6 +218,7 @@ def test_bulk_replay_paces_itself_and_a_rerun_finds_nothing_left(
     assert rerun["matched"] == 0
 
 
+@pytest.mark.slow
 def test_bulk_replay_interrupted_halfway_resumes_safely(history: History) -> None:
     """Ctrl-C stops a bulk replay between batches with exit 130; running it again
     re-opens only the rest, and nothing is re-opened twice."""
@@ -247,7 +242,7 @@ def test_bulk_replay_interrupted_halfway_resumes_safely(history: History) -> Non
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        assert _wait(lambda: len(_rows(history.url, endpoint_id=a1, status="pending",
+        assert wait_until(lambda: len(_rows(history.url, endpoint_id=a1, status="pending",
                                        next_trigger="replay")) >= 30)  # fmt: skip
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=20)
@@ -319,7 +314,7 @@ def test_interrupting_a_succeeded_replay_says_how_to_resume_without_doubles(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        assert _wait(lambda: len(_rows(history.url, endpoint_id=a1, status="pending",
+        assert wait_until(lambda: len(_rows(history.url, endpoint_id=a1, status="pending",
                                        next_trigger="replay")) >= 30)  # fmt: skip
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=20)

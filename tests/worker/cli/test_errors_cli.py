@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cli.conftest import Invoke
+from tests.support.cli import Invoke
 
 CASES = [
     (["deliveries", "show", "dlv_nope"], 3, "no delivery 'dlv_nope'"),

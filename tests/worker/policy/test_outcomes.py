@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from outbox import DeliveryStatus
-from tests.worker.policy.conftest import Harness
+from tests.support.harness import Harness
 from worker.demo.receiver import Reply, always, sequence
 
 SCHEDULE = timedelta(milliseconds=100)

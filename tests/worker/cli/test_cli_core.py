@@ -8,15 +8,13 @@ import sys
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from tests.conftest import TEST_KEY
-from worker.cli import main
+from tests.support.cli import run_cli
+from tests.support.services import TEST_KEY
 
 
 @pytest.fixture
 def cli(migrated: str) -> Any:
-    runner = CliRunner()
     env = {
         "DATABASE_URL": migrated,
         "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,
@@ -25,7 +23,7 @@ def cli(migrated: str) -> Any:
     }
 
     def invoke(*args: str) -> Any:
-        return runner.invoke(main, list(args), env=env, catch_exceptions=False)
+        return run_cli(env, *args, catch_exceptions=False)
 
     return invoke
 
@@ -166,39 +164,36 @@ def test_bad_input_gives_one_clear_line(cli: Any, args: list[str], code: int, me
 def test_db_upgrade_accepts_the_platform_postgres_url(postgres_url: str) -> None:
     """`db upgrade` with DATABASE_URL in the postgres:// form that platforms give."""
     url = postgres_url.replace("postgresql://", "postgres://", 1)
-    result = CliRunner().invoke(main, ["db", "upgrade"], env={"DATABASE_URL": url})
+    result = run_cli({"DATABASE_URL": url}, "db", "upgrade")
     assert result.exit_code == 0, result.output
     assert "revision 0001" in result.output or "revision 000" in result.output
-    current = CliRunner().invoke(main, ["db", "current"], env={"DATABASE_URL": url})
+    current = run_cli({"DATABASE_URL": url}, "db", "current")
     head = current.output.split("code: ")[1].strip()
     assert f"database: {head}" in current.output
 
 
 def test_dead_database_is_one_line_and_exit_1() -> None:
     """An unreachable database: `error: database unavailable …`, exit code 1."""
-    result = CliRunner().invoke(
-        main,
-        ["endpoints", "list"],
-        env={
-            "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
-            "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,
-        },
-    )
+    env = {
+        "DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+        "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,
+    }
+    result = run_cli(env, "endpoints", "list")
     assert result.exit_code == 1
     assert result.stderr.startswith("error: database unavailable")
 
 
 def test_postgres_without_encryption_key_is_refused(postgres_url: str) -> None:
     """Adding an endpoint against PostgreSQL without CATENTIO_ENCRYPTION_KEYS is refused."""
-    CliRunner().invoke(main, ["db", "upgrade"], env={"DATABASE_URL": postgres_url})
-    result = CliRunner().invoke(
-        main,
-        ["endpoints", "add", "--workspace", "w", "--url", "https://x/y", "--events", "*"],
-        env={"DATABASE_URL": postgres_url, "CATENTIO_ENCRYPTION_KEYS": ""},
+    run_cli({"DATABASE_URL": postgres_url}, "db", "upgrade")
+    result = run_cli(
+        {"DATABASE_URL": postgres_url, "CATENTIO_ENCRYPTION_KEYS": ""},
+        *["endpoints", "add", "--workspace", "w", "--url", "https://x/y", "--events", "*"],
     )
     assert result.exit_code == 2 and "CATENTIO_ENCRYPTION_KEYS" in result.stderr
 
 
+@pytest.mark.slow
 def test_demo_passes_through_the_console_script(tmp_path: Any) -> None:
     """`catentio-webhooks demo` on the embedded default exits 0 with every check met."""
     result = subprocess.run(
@@ -306,7 +301,7 @@ def test_custom_header_limit_follows_the_setting(migrated: str) -> None:
         "*",
         "--header",
     ]
-    small = CliRunner().invoke(main, [*args, "X-A: 1"], env=env)
-    big = CliRunner().invoke(main, [*args, "X-A: " + "a" * 100], env=env)
+    small = run_cli(env, *args, "X-A: 1")
+    big = run_cli(env, *args, "X-A: " + "a" * 100)
     assert small.exit_code == 0, small.output
     assert big.exit_code == 2 and "larger than 64 bytes" in big.stderr

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 
 from outbox import Attempt, Delivery, DeliveryStatus, Endpoint, publish
 from outbox.errors import ValidationError
-from tests.cli.conftest import cli_env, run_cli
+from tests.support.cli import cli_env, run_cli
 from worker.demo.receiver import Receiver
 from worker.endpoints.registry import NewSecret
 from worker.errors import ConfigurationError

@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from outbox.clock import utcnow
 from outbox.database import make_engine, make_session_factory
 from outbox.models import Attempt, Delivery, Event
-from tests.cli.conftest import History, Invoke
+from tests.support.cli import Invoke
+from tests.support.history import History
 
 
 def _expected(history: History, age: timedelta) -> tuple[set[str], set[str]]:
@@ -43,6 +45,7 @@ def _remaining(url: str) -> tuple[set[str], set[str], int]:
     return deliveries, events, attempts
 
 
+@pytest.mark.slow
 def test_prune_deletes_old_finished_history_and_never_pending_work(
     history: History, cli: Invoke
 ) -> None:

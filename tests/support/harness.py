@@ -1,26 +1,22 @@
-"""Fixtures for the delivery-policy, endpoint-health and security tests.
+"""The real Deliverer driven one call at a time, with a clock the test moves.
 
-``harness`` drives the real Deliverer one call at a time with a clock the test moves,
-against a real HTTP receiver on loopback and a real database, so every policy decision
-can be observed without sleeping.
+Against a real HTTP receiver on loopback and a real database, every policy decision
+(retry, hold, probe, disable) can be observed without sleeping. ``Gauge`` and
+``Switch`` are receiver behaviours for the tests that need to watch or steer it.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
-import structlog
 from sqlalchemy import select
 
 from outbox import Attempt, Delivery, Endpoint, Event, publish
-from tests.conftest import ManualClock
+from tests.support.clock import ManualClock
 from worker.delivery.deliverer import Result
 from worker.demo.receiver import Receiver, Reply
 from worker.endpoints.registry import NewSecret
@@ -101,28 +97,6 @@ class Harness:
                 setattr(endpoint, name, value)
 
 
-@pytest.fixture
-def make_harness(
-    make_runtime: Callable[..., Runtime],
-    add_endpoint: Callable[..., NewSecret],
-    receiver: Receiver,
-) -> Callable[..., Harness]:
-    """Builder: ``make_harness(database_url, **settings_overrides)``."""
-
-    def build(database_url: str, **overrides: Any) -> Harness:
-        clock = ManualClock()
-        runtime = make_runtime(database_url, clock=clock, **overrides)
-        return Harness(runtime, clock, receiver, add_endpoint)
-
-    return build
-
-
-@pytest.fixture
-def harness(make_harness: Callable[..., Harness], sqlite_url: str) -> Harness:
-    """A harness on SQLite with the test settings."""
-    return make_harness(sqlite_url)
-
-
 class Gauge:
     """A receiver behaviour that holds each request for ``hold`` seconds and records how
     many were being held at once."""
@@ -162,16 +136,6 @@ class Switch:
         return Reply(self.status)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` seconds pass."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
 def statuses(runtime: Runtime, endpoint_id: str | None = None) -> list[str]:
     """Every delivery's status (of one endpoint, if given)."""
     query = select(Delivery.status)
@@ -179,72 +143,3 @@ def statuses(runtime: Runtime, endpoint_id: str | None = None) -> list[str]:
         query = query.where(Delivery.endpoint_id == endpoint_id)
     with runtime.sessions() as session:
         return list(session.scalars(query))
-
-
-@pytest.fixture
-def slow_server() -> Iterator[Callable[[Sequence[bytes], float], str]]:
-    """Builder: a raw TCP server on loopback that answers every connection by writing
-    ``chunks`` with ``pause`` seconds between them; returns its ``http://`` base URL."""
-    from tests.worker.policy.rawserver import RawServer
-
-    servers: list[RawServer] = []
-
-    def build(chunks: Sequence[bytes], pause: float) -> str:
-        server = RawServer(chunks, pause)
-        servers.append(server)
-        return server.start()
-
-    yield build
-    for server in servers:
-        server.stop()
-
-
-@contextmanager
-def logging_restored() -> Iterator[None]:
-    """Put structlog's and the standard library's logging back as they were: the
-    command line configures both onto its own (then closed) stream."""
-    saved = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        yield
-    finally:
-        structlog.configure(**saved)
-        root.handlers[:] = handlers
-        root.setLevel(level)
-
-
-def run_cli(env: dict[str, str], *args: str) -> Any:
-    """Run ``catentio-webhooks ARGS`` through its real entry point with ``env`` (stdout
-    and stderr kept apart); logging is left as it was found."""
-    from click.testing import CliRunner
-
-    from worker.cli import main
-
-    with logging_restored():
-        return CliRunner().invoke(main, list(args), env=env)
-
-
-def cli_env(database_url: str, **extra: str) -> dict[str, str]:
-    """The environment of a command line run against ``database_url``."""
-    from tests.conftest import TEST_KEY
-
-    return {
-        "DATABASE_URL": database_url,
-        "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,
-        "CATENTIO_ALLOWED_NETWORKS": "127.0.0.0/8",
-        "CATENTIO_LOG_LEVEL": "INFO",
-        "CATENTIO_LOG_FORMAT": "json",
-        "REDIS_URL": "",
-        **extra,
-    }
-
-
-@pytest.fixture
-def captured_logs() -> Iterator[list[dict[str, Any]]]:
-    """Every structlog event of the test, at every level (whatever level an earlier
-    test configured), as dicts; logging is left as it was found."""
-    with logging_restored():
-        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
-        with structlog.testing.capture_logs() as logs:
-            yield logs

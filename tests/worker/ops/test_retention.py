@@ -13,7 +13,7 @@ from outbox.clock import utcnow
 from outbox.database import make_engine, make_session_factory
 from outbox.migrate import upgrade
 from outbox.models import Delivery, DeliveryStatus
-from tests.cli.conftest import seed_history
+from tests.support.history import seed_history
 from worker.fanout.poller import Poller
 from worker.ops.retention import PruneCounts, count_prunable, prune
 

@@ -16,7 +16,8 @@ from outbox.clock import utcnow
 from outbox.database import make_engine, make_session_factory
 from outbox.migrate import upgrade
 from outbox.models import Delivery, Endpoint, Event
-from tests.cli.conftest import History, cli_env, run_cli, seed_history
+from tests.support.cli import cli_env, run_cli
+from tests.support.history import History, seed_history
 
 WIDTHS = (80, 120)
 

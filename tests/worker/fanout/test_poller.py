@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from outbox import Delivery, DeliveryStatus, Endpoint, Event, publish
 from outbox.database import make_engine, make_session_factory
-from tests.conftest import ManualClock
+from tests.support.clock import ManualClock
 from worker.endpoints.filters import filter_matches
 from worker.fanout.poller import Poller
 

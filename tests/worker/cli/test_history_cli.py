@@ -16,7 +16,8 @@ from outbox import ids
 from outbox.clock import utcnow
 from outbox.database import make_engine, make_session_factory
 from outbox.models import Delivery, Event
-from tests.cli.conftest import SECRET, History, Invoke
+from tests.support.cli import Invoke
+from tests.support.history import SECRET, History
 
 
 def _pages(cli: Invoke, *args: str, limit: int) -> list[list[dict[str, Any]]]:

@@ -12,7 +12,8 @@ import pytest
 from catentio_signing import Webhook, WebhookVerificationError
 from outbox import DeliveryStatus
 from outbox.errors import ValidationError
-from tests.worker.policy.conftest import Harness, cli_env, run_cli
+from tests.support.cli import LOGGED, cli_env, run_cli
+from tests.support.harness import Harness
 from worker.demo.receiver import Received
 from worker.endpoints.rotation import MAX_ACTIVE_SECRETS, rotate_secret
 from worker.errors import Conflict, EndpointNotFound
@@ -128,7 +129,7 @@ def test_rotate_secret_command_shows_the_new_secret_once(sqlite_url: str) -> Non
     """``endpoints rotate-secret ID --grace 2h`` prints the new secret once and when the
     old one stops signing; ``--scheme v1a`` prints the receiver's whpk_; an unknown id
     exits 3."""
-    env = cli_env(sqlite_url)
+    env = cli_env(sqlite_url, **LOGGED)
     added = run_cli(
         env,
         "endpoints",

@@ -19,7 +19,8 @@ from sqlalchemy import select
 from outbox import Attempt, Endpoint
 from outbox.database import make_engine, make_session_factory
 from outbox.migrate import upgrade
-from tests.worker.policy.conftest import Harness, cli_env, logging_restored, run_cli
+from tests.support.cli import LOGGED, cli_env, logging_restored, run_cli
+from tests.support.harness import Harness
 from worker.demo.receiver import always
 from worker.endpoints.registry import create_endpoint
 from worker.endpoints.secretbox import SecretBox, generate_key, key_file_for, open_secret_box
@@ -97,7 +98,9 @@ def test_reencrypt_moves_every_secret_to_the_newest_key(sqlite_url: str) -> None
             )
             plain.append(created.secret)
     result = run_cli(
-        cli_env(sqlite_url, CATENTIO_ENCRYPTION_KEYS=f"{new},{old}"), "secrets", "reencrypt"
+        cli_env(sqlite_url, **LOGGED, CATENTIO_ENCRYPTION_KEYS=f"{new},{old}"),
+        "secrets",
+        "reencrypt",
     )
     assert result.exit_code == 0, result.output
     assert "re-encrypted 3 secrets" in result.stdout
@@ -119,7 +122,7 @@ def test_no_secret_leaks_into_logs_attempts_headers_or_cli_output(
     appear only in the one-time output of ``endpoints add`` and ``rotate-secret``
     (stdout and the command's own log lines on stderr are both scanned)."""
     harness = make_harness(sqlite_url)
-    env = cli_env(sqlite_url)
+    env = cli_env(sqlite_url, **LOGGED)
     outputs: list[str] = []
 
     def cli(*args: str) -> Any:

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from outbox import DeliveryStatus
-from tests.worker.policy.conftest import Harness, Switch
+from tests.support.harness import Harness, Switch
 from worker.demo.receiver import always
 from worker.endpoints.switches import disable_endpoint, enable_endpoint
 from worker.ops.replay import replay_delivery

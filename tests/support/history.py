@@ -1,20 +1,16 @@
-"""Fixtures for the ops command line: a seeded history and the real console entry point.
+"""A seeded history: a few thousand deliveries with known statuses and times.
 
-``history`` bulk-inserts a few thousand deliveries (and their events and attempts) with
-known statuses and creation times, spread over five days, so filters, pagination,
-replay and prune can be checked against what was put in.
+``seed_history`` bulk-inserts endpoints, events, deliveries and attempts spread over
+five days, so filters, pagination, replay and prune can be checked against what was
+put in.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import pytest
-from click.testing import CliRunner, Result
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
@@ -23,10 +19,8 @@ from outbox.clock import utcnow
 from outbox.database import make_engine, make_session_factory
 from outbox.envelope import render
 from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event
-from tests.conftest import TEST_KEY
-from worker.cli import main
+from tests.support.services import TEST_KEY
 from worker.endpoints.secretbox import SecretBox
-from worker.logs import configure_logging
 
 TYPES = ("run.succeeded", "run.failed", "project.paused")
 SECRET = "whsec_" + "c2VjcmV0LXRoYXQtbXVzdC1uZXZlci1iZS1wcmludGVk"
@@ -198,43 +192,3 @@ def _insert_in_chunks(session: Session, model: Any, rows: list[dict[str, Any]]) 
     # Core executemany (not the ORM's bulk path): batched multi-row INSERTs.
     for start in range(0, len(rows), 1000):
         session.execute(insert(model.__table__), rows[start : start + 1000])
-
-
-@pytest.fixture
-def history(migrated: str) -> History:
-    """A seeded history of 1,500 events and about 2,600 deliveries."""
-    return seed_history(migrated)
-
-
-def cli_env(database_url: str, **extra: str) -> dict[str, str]:
-    """The environment the command line runs with in these tests."""
-    return {
-        "DATABASE_URL": database_url,
-        "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,
-        "CATENTIO_ALLOWED_NETWORKS": "127.0.0.0/8",
-        "CATENTIO_LOG_LEVEL": "WARNING",
-        "REDIS_URL": "",
-        **extra,
-    }
-
-
-Invoke = Callable[..., Result]
-
-
-def run_cli(env: dict[str, str], *args: str, input: str | None = None) -> Result:
-    """Run ``catentio-webhooks ARGS`` through its real entry point with ``env``."""
-    result = CliRunner().invoke(main, list(args), env=env, input=input)
-    # The command configured logging onto the runner's stream, which is gone now.
-    configure_logging(level="WARNING", fmt="json", stream=sys.stderr)
-    return result
-
-
-@pytest.fixture
-def cli(migrated: str) -> Iterator[Invoke]:
-    """``cli(*args, input=None, **env)``: run ``catentio-webhooks`` through its real entry
-    point against the test's database; extra keyword arguments are environment values."""
-
-    def invoke(*args: str, input: str | None = None, **env: str) -> Result:
-        return run_cli(cli_env(migrated, **env), *args, input=input)
-
-    yield invoke

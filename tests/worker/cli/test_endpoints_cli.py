@@ -11,7 +11,8 @@ from sqlalchemy import func, select, update
 from outbox.clock import utcnow
 from outbox.database import make_engine, make_session_factory
 from outbox.models import Delivery
-from tests.cli.conftest import SECRET, History, Invoke
+from tests.support.cli import Invoke
+from tests.support.history import SECRET, History
 
 
 def _show(cli: Invoke, endpoint_id: str) -> dict[str, object]:
