@@ -12,7 +12,10 @@ One folder per concept; read the file list as a table of contents:
                     and URL rules, request headers, send errors
 ``endpoints/``      the registry, on/off switches, event filters, signing secrets, rotation and
                     the secret box that encrypts them at rest
-``ops/``            what ops look at and do: history, replay, stats, activity, views, retention
+``ops/``            what ops look at and do: history, replay, stats, activity, views, retention,
+                    the checks (``check``, ``/readyz``)
+``telemetry/``      metrics (the interface the engine calls, Prometheus), the state gauges, the
+                    per-process /metrics /healthz /readyz listener
 ``cli/``            ``catentio-webhooks``: commands only, over the functions above
 ``demo/``           the self-checking demo and its verifying receiver (not on the runtime path)
 ==================  =========================================================================

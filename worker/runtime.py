@@ -1,8 +1,10 @@
 """Wiring: the engine, sessions, secret box, HTTP sender, broker and actor of one process.
 
 ``Runtime.open(settings)`` builds everything from settings, in that order, with the
-edges (HTTP transport, clock) injectable for tests. The command line, the embedded
-runner and the demo all start from here, so they run the same code paths.
+edges (HTTP transport, clock, metrics) injectable: the metrics default to recording
+nothing, and the long-running commands pass the Prometheus ones when metrics are on.
+The command line, the embedded runner and the demo all start from here, so they run
+the same code paths.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from worker.fanout.poller import Dispatch, Poller
 from worker.http.sender import Sender
 from worker.http.transport import GuardedTransport
 from worker.settings import Settings
+from worker.telemetry.metrics import NO_METRICS, Metrics
+from worker.telemetry.tracing import NO_TRACING, Tracing
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +81,8 @@ class Runtime:
     database: Availability
     broker_state: Availability
     clock: Clock = utcnow
+    metrics: Metrics = NO_METRICS
+    tracing: Tracing = NO_TRACING
     _workers: list[dramatiq.Worker] = field(default_factory=list)
     _consumer_outages: ConsumerOutages | None = None
 
@@ -89,6 +95,8 @@ class Runtime:
         clock: Clock = utcnow,
         migrate: bool | None = None,
         startup_timeout: float | None = None,
+        metrics: Metrics = NO_METRICS,
+        tracing: Tracing = NO_TRACING,
     ) -> Runtime:
         """Build the runtime. ``migrate`` defaults to True on SQLite, False otherwise.
 
@@ -118,8 +126,11 @@ class Runtime:
         except BaseException:
             engine.dispose()
             raise
+        tracing.instrument_engine(engine)
         client = httpx.Client(
-            transport=transport or GuardedTransport(allowed_networks=settings.allowed_networks),
+            transport=tracing.wrap_transport(
+                transport or GuardedTransport(allowed_networks=settings.allowed_networks)
+            ),
             trust_env=False,
             follow_redirects=False,
         )
@@ -131,7 +142,12 @@ class Runtime:
             max_header_bytes=settings.max_header_bytes,
         )
         deliverer = Deliverer(
-            session_factory=sessions, sender=sender, box=box, settings=settings, clock=clock
+            session_factory=sessions,
+            sender=sender,
+            box=box,
+            settings=settings,
+            clock=clock,
+            metrics=metrics,
         )
         broker = build_broker(settings)
         if startup_timeout is not None and settings.redis_url:
@@ -144,8 +160,16 @@ class Runtime:
                 raise
         database = Availability("database", probe=startup.database_answers(engine))
         broker_state = Availability("broker", probe=lambda: ping(broker))
+        carrier = tracing.middleware()
+        if carrier is not None:  # after LogContext: it ends its span before the ids are cleared
+            broker.add_middleware(carrier)
         actor = declare_deliver_actor(
-            broker, deliverer, settings, database=database, broker_state=broker_state
+            broker,
+            deliverer,
+            settings,
+            database=database,
+            broker_state=broker_state,
+            metrics=metrics,
         )
         return cls(
             settings=settings,
@@ -160,6 +184,8 @@ class Runtime:
             database=database,
             broker_state=broker_state,
             clock=clock,
+            metrics=metrics,
+            tracing=tracing,
         )
 
     def poller(self) -> Poller:
@@ -173,6 +199,8 @@ class Runtime:
             retention=self.settings.retention,
             database=self.database,
             broker=self.broker_state,
+            metrics=self.metrics,
+            tracing=self.tracing,
         )
 
     def start_worker(self, threads: int | None = None) -> dramatiq.Worker:
@@ -194,6 +222,8 @@ class Runtime:
         """Stop workers, close the broker, the HTTP client and the engine."""
         self.database.close()
         self.broker_state.close()
+        """Stop workers, close the broker, the HTTP client and the engine, and flush the
+        traces (the runtime owns the tracing it was given)."""
         for worker in self._workers:
             worker.stop(timeout=int(self.settings.lease_duration.total_seconds() * 1000))
         self._workers.clear()
@@ -203,6 +233,7 @@ class Runtime:
         self.broker.close()
         self.client.close()
         self.engine.dispose()
+        self.tracing.shutdown()
 
     @contextmanager
     def running(self, *, threads: int | None = None) -> Iterator[threading.Event]:

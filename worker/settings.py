@@ -84,6 +84,10 @@ DEFAULT_SWEEP_INTERVAL = 10.0
 DEFAULT_SWEEP_AFTER = timedelta(seconds=30)
 """How long a due, unleased delivery's bell may go unanswered before it is rung again."""
 
+DEFAULT_METRICS_HOST = "127.0.0.1"
+"""Where the ``/metrics``, ``/healthz`` and ``/readyz`` listener binds; set
+``CATENTIO_METRICS_HOST=0.0.0.0`` (or ``::``) for a Prometheus on another host."""
+
 DEFAULT_QUEUE = "catentio-webhooks"
 """The dramatiq queue the delivery actor listens on."""
 
@@ -197,6 +201,10 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CATENTIO_REDIS_NAMESPACE": ("redis_namespace", str),
     "CATENTIO_LOG_LEVEL": ("log_level", _log_level),
     "CATENTIO_LOG_FORMAT": ("log_format", _log_format),
+    "CATENTIO_METRICS_PORT": ("metrics_port", _integer),
+    "CATENTIO_METRICS_HOST": ("metrics_host", str.strip),
+    "CATENTIO_METRICS_ENDPOINT_LABELS": ("metrics_endpoint_labels", _bool),
+    "OTEL_EXPORTER_OTLP_ENDPOINT": ("otel_endpoint", str.strip),
     "HONCHO_PROCESS_NAME": ("procfile_process", str),
     "PS": ("procfile_process", str),
 }
@@ -249,6 +257,14 @@ class Settings:
     redis_namespace: str = "catentio"
     log_level: str = "INFO"
     log_format: str = "auto"
+    # The process's /metrics, /healthz and /readyz port (None: off; 0: any free port).
+    metrics_port: int | None = None
+    metrics_host: str = DEFAULT_METRICS_HOST
+    # An `endpoint` label on the attempt and hold counters: one series per endpoint.
+    metrics_endpoint_labels: bool = False
+    # OpenTelemetry traces go here when set (the [otel] extra); the SDK reads the rest of
+    # its OTEL_* variables itself.
+    otel_endpoint: str | None = None
     # Set when a local Procfile runner started this process: honcho's
     # HONCHO_PROCESS_NAME or foreman's PS (e.g. "release.1").
     procfile_process: str | None = None
@@ -381,6 +397,10 @@ class Settings:
                 1_000_000,
                 "a number of deliveries per second above 0, at most 1000000",
                 lower_open=True,
+            )
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigurationError(
+                f"CATENTIO_METRICS_PORT must be a port number (0-65535), got {self.metrics_port}"
             )
         if self.log_level not in LOG_LEVELS:
             raise ConfigurationError(f"CATENTIO_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")

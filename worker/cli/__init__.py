@@ -36,6 +36,10 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 
+PROCESSES = frozenset({"run", "poller", "worker", "api"})
+"""The long-running commands; each names its log lines' ``process`` after itself, every
+other command logs as ``cli``."""
+
 
 def fail(message: str, code: int) -> None:
     """Print one clear line on stderr and exit with ``code``."""
@@ -108,7 +112,12 @@ def main(ctx: click.Context) -> None:
         settings = Settings.from_env()
     except ConfigurationError as exc:
         fail(str(exc), EXIT_USAGE)
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    command = ctx.invoked_subcommand
+    configure_logging(
+        level=settings.log_level,
+        fmt=settings.log_format,
+        process=command if command in PROCESSES else "cli",
+    )
     for name in settings.unknown_variables:
         close = difflib.get_close_matches(name, VARIABLES, n=1)
         structlog.get_logger("worker.settings").warning(
@@ -123,6 +132,7 @@ def main(ctx: click.Context) -> None:
 
 def _register() -> None:
     from worker.cli import (
+        check,
         db,
         deliveries,
         demo,
@@ -137,6 +147,7 @@ def _register() -> None:
     )
 
     for module in (
+        check,
         db,
         deliveries,
         demo,

@@ -11,6 +11,10 @@ import structlog
 from worker.cli.state import State, pass_state
 from worker.errors import ConfigurationError
 from worker.runtime import Runtime
+from worker.settings import Settings
+from worker.telemetry.exporter import Telemetry, serving
+from worker.telemetry.metrics import NO_METRICS
+from worker.telemetry.tracing import open_tracing
 
 log = structlog.get_logger(__name__)
 
@@ -28,6 +32,19 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
+def _open(settings: Settings, process: str) -> tuple[Runtime, Telemetry | None]:
+    """The runtime, counting into a Prometheus registry when CATENTIO_METRICS_PORT is set
+    and tracing when OTEL_EXPORTER_OTLP_ENDPOINT is (``runtime.close()`` flushes)."""
+    telemetry = None if settings.metrics_port is None else Telemetry(settings, process=process)
+    runtime = Runtime.open(
+        settings,
+        metrics=telemetry.metrics if telemetry else NO_METRICS,
+        tracing=open_tracing(settings, process=process),
+        startup_timeout=settings.startup_timeout,
+    )
+    return runtime, telemetry
+
+
 def _needs_redis(state: State, command: str) -> None:
     if not state.settings.redis_url:
         raise ConfigurationError(
@@ -42,11 +59,11 @@ def _needs_redis(state: State, command: str) -> None:
 def run(state: State, threads: int | None) -> None:
     """Poller and delivery workers in one process (embedded, or on PostgreSQL + Redis)."""
     stop = stop_on_signals()
-    runtime = Runtime.open(state.settings, startup_timeout=state.settings.startup_timeout)
+    runtime, telemetry = _open(state.settings, "run")
     mode = "redis" if state.settings.redis_url else "in-process"
     log.info("run.started", broker=mode, threads=threads or state.settings.worker_threads)
     try:
-        with runtime.running(threads=threads):
+        with serving(telemetry, runtime.engine, runtime.sessions), runtime.running(threads=threads):
             stop.wait()
     finally:
         runtime.close()
@@ -59,14 +76,15 @@ def poller(state: State) -> None:
     """Fan out outbox events and sweep for lost messages (run one or more)."""
     _needs_redis(state, "poller")
     stop = stop_on_signals()
-    runtime = Runtime.open(state.settings, startup_timeout=state.settings.startup_timeout)
+    runtime, telemetry = _open(state.settings, "poller")
     log.info("poller.started")
     try:
-        runtime.poller().run(
-            stop,
-            interval=state.settings.poll_interval,
-            sweep_interval=state.settings.sweep_interval,
-        )
+        with serving(telemetry, runtime.engine, runtime.sessions):
+            runtime.poller().run(
+                stop,
+                interval=state.settings.poll_interval,
+                sweep_interval=state.settings.sweep_interval,
+            )
     finally:
         runtime.close()
     log.info("poller.stopped")
@@ -79,11 +97,12 @@ def worker(state: State, threads: int | None) -> None:
     """dramatiq delivery workers on the Redis broker (run as many as you need)."""
     _needs_redis(state, "worker")
     stop = stop_on_signals()
-    runtime = Runtime.open(state.settings, startup_timeout=state.settings.startup_timeout)
+    runtime, telemetry = _open(state.settings, "worker")
     runtime.start_worker(threads)
     log.info("worker.started", threads=threads or state.settings.worker_threads)
     try:
-        stop.wait()
+        with serving(telemetry, runtime.engine, runtime.sessions):
+            stop.wait()
     finally:
         runtime.close()
     log.info("worker.stopped")

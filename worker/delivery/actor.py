@@ -17,6 +17,7 @@ from worker.availability import Availability
 from worker.delivery.deliverer import Deliverer, Result
 from worker.errors import DatabaseUnavailable, OwnFailure
 from worker.settings import Settings
+from worker.telemetry.metrics import NO_METRICS, Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +55,7 @@ def declare_deliver_actor(
     *,
     database: Availability | None = None,
     broker_state: Availability | None = None,
+    metrics: Metrics = NO_METRICS,
 ) -> DeliverActor:
     """Declare ``deliver(delivery_id)`` on ``broker``; it re-sends itself when a retry is
     scheduled, with the delay the policy chose."""
@@ -65,6 +67,7 @@ def declare_deliver_actor(
             actor.send_with_options(args=(delivery_id,), delay=delay_ms or None)
         except Exception as exc:
             # The rows already hold their next attempt times; the sweeper rings them.
+            metrics.own_failure("broker")
             broker_state.failed(exc)
         else:
             broker_state.succeeded()
