@@ -39,6 +39,7 @@ from sqlalchemy.engine import make_url
 from outbox.database import normalize_url
 from outbox.migrate import upgrade
 from tests.support.services import (
+    ANYWHERE,
     POSTGRES_URL,
     REDIS_URL,
     engine_for,
@@ -253,6 +254,9 @@ def add_endpoint() -> Callable[..., NewSecret]:
                 workspace_id=workspace_id,
                 url=target,
                 event_types=list(event_types),
+                # Register anything: tests of the send-time SSRF guard need rows the
+                # registration check would refuse (it has tests of its own).
+                allowed_networks=kwargs.pop("allowed_networks", ANYWHERE),
                 **kwargs,
             )
         if receiver is not None and url is None:
