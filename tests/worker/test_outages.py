@@ -153,6 +153,7 @@ def test_a_database_outage_is_one_state_change(
     with TcpProxy(direct.host or "127.0.0.1", direct.port or 5432) as proxy:
         env = {
             "DATABASE_URL": direct.set(port=proxy.port).render_as_string(hide_password=False),
+            "CATENTIO_DB_SCHEMA": db_schema_of(postgres_url),
             "REDIS_URL": redis_server,
             "CATENTIO_REDIS_NAMESPACE": redis_namespace,
         }

@@ -97,6 +97,7 @@ class Listener:
         self._health_interval = health_interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._failures = 0  # reconnection attempts since the connection was last up
         self.backend_pid: int | None = None
         """The server process of the current LISTEN connection (None while down)."""
         self.connections = 0
@@ -115,20 +116,22 @@ class Listener:
             self._thread.join(timeout)
 
     def _run(self) -> None:
-        failures = 0
         while not self._stop.is_set():
             try:
                 self._listen()
-                failures = 0
             except psycopg.Error as exc:
+                was_listening = self.wakeup.listening
                 self._down()
-                delay = self._delays[min(failures, len(self._delays) - 1)]
-                failures += 1
-                log.warning(
-                    "wakeup.listen_lost",
-                    error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                    retry_in=delay,
-                )
+                delay = self._delays[min(self._failures, len(self._delays) - 1)]
+                if was_listening or self._failures == 0:
+                    # One line per state change: the retries that follow stay quiet
+                    # until "wakeup.listening" says it is back.
+                    log.warning(
+                        "wakeup.listen_lost",
+                        error=str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                        fallback="adaptive polling",
+                    )
+                self._failures += 1
                 self._stop.wait(delay)
         self._down()
 
@@ -144,6 +147,7 @@ class Listener:
             connection.execute(f'LISTEN "{self.channel}"')
             self.backend_pid = connection.info.backend_pid
             self.connections += 1
+            self._failures = 0
             self.wakeup.listening = True
             # Anything committed before LISTEN took effect is found by this poll.
             self.wakeup.ring()
