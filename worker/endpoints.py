@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from catentio_signing import generate_keypair, generate_secret
@@ -107,3 +108,26 @@ def get_endpoint(session: Session, endpoint_id: str) -> Endpoint:
     if endpoint is None:
         raise EndpointNotFound(f"no endpoint {endpoint_id!r}")
     return endpoint
+
+
+def get_workspace_endpoint(session: Session, workspace_id: str, endpoint_id: str) -> Endpoint:
+    """The endpoint if it belongs to ``workspace_id``; another workspace's endpoint is
+    :class:`EndpointNotFound` exactly like a missing one, so ids reveal nothing."""
+    endpoint = session.get(Endpoint, endpoint_id)
+    if endpoint is None or endpoint.workspace_id != workspace_id:
+        raise EndpointNotFound(f"no endpoint {endpoint_id!r}")
+    return endpoint
+
+
+def endpoint_page(
+    session: Session, workspace_id: str, *, limit: int, after: str | None = None
+) -> tuple[list[Endpoint], str | None]:
+    """Up to ``limit`` endpoints of the workspace, newest first, older than ``after``;
+    with the id to continue after (None: no more)."""
+    query = select(Endpoint).where(Endpoint.workspace_id == workspace_id)
+    if after is not None:
+        query = query.where(Endpoint.id < after)
+    rows = list(session.scalars(query.order_by(Endpoint.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, rows[-1].id if more and rows else None

@@ -70,6 +70,21 @@ DEFAULT_PAUSED_RECHECK = timedelta(seconds=60)
 DEFAULT_QUEUE = "catentio-webhooks"
 """The dramatiq queue the delivery actor listens on."""
 
+DEFAULT_API_HOST = "127.0.0.1"
+"""Where ``catentio-webhooks api`` (and ``run``) listen unless told otherwise."""
+
+DEFAULT_API_PORT = 8080
+"""The HTTP API's port unless ``PORT`` or ``CATENTIO_API_PORT`` says otherwise."""
+
+DEFAULT_API_READ_LIMIT = "100/second"
+"""Read requests (GET) per workspace, in the ``limits`` notation ("N/second")."""
+
+DEFAULT_API_WRITE_LIMIT = "20/second"
+"""Write requests (POST, PATCH, DELETE) per workspace."""
+
+DEFAULT_IDEMPOTENCY_TTL = timedelta(hours=24)
+"""How long an ``Idempotency-Key`` answers with the stored response."""
+
 
 def _bool(value: str) -> bool:
     lowered = value.strip().lower()
@@ -127,6 +142,14 @@ class Settings:
     redis_namespace: str = "catentio"
     log_level: str = "INFO"
     log_format: str = "auto"
+    api_host: str = DEFAULT_API_HOST
+    api_port: int = DEFAULT_API_PORT
+    # ``run`` serves the API too (on api_host:run_api_port; 0 picks a free port).
+    run_api: bool = True
+    run_api_port: int = DEFAULT_API_PORT
+    api_read_limit: str = DEFAULT_API_READ_LIMIT
+    api_write_limit: str = DEFAULT_API_WRITE_LIMIT
+    idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL
 
     @property
     def lease_duration(self) -> timedelta:
@@ -154,6 +177,10 @@ class Settings:
             values["database_url"] = env["DATABASE_URL"]
         if env.get("REDIS_URL"):
             values["redis_url"] = env["REDIS_URL"]
+        if env.get("PORT"):
+            # Procfile platforms say where the web process listens.
+            values["api_host"] = "0.0.0.0"
+            values["api_port"] = _port("PORT", env["PORT"])
         readers: dict[str, tuple[str, Any]] = {
             "CATENTIO_RETRY_SCHEDULE": ("retry_schedule", parse_schedule),
             "CATENTIO_RETRY_JITTER": ("retry_jitter", float),
@@ -183,6 +210,13 @@ class Settings:
             "CATENTIO_REDIS_NAMESPACE": ("redis_namespace", str),
             "CATENTIO_LOG_LEVEL": ("log_level", str.upper),
             "CATENTIO_LOG_FORMAT": ("log_format", str.lower),
+            "CATENTIO_API_HOST": ("api_host", str),
+            "CATENTIO_API_PORT": ("api_port", int),
+            "CATENTIO_RUN_API": ("run_api", _bool),
+            "CATENTIO_RUN_API_PORT": ("run_api_port", int),
+            "CATENTIO_API_READ_LIMIT": ("api_read_limit", str),
+            "CATENTIO_API_WRITE_LIMIT": ("api_write_limit", str),
+            "CATENTIO_IDEMPOTENCY_TTL": ("idempotency_ttl", parse_duration),
         }
         for name, (attribute, parse) in readers.items():
             raw = env.get(name)
@@ -225,6 +259,35 @@ class Settings:
             raise ConfigurationError("retry_jitter must be in [0, 1)")
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigurationError("CATENTIO_LOG_FORMAT must be auto, json or console")
+        for name, port in (("api_port", self.api_port), ("run_api_port", self.run_api_port)):
+            if not 0 <= port <= 65535:
+                raise ConfigurationError(f"{name} must be a TCP port (0-65535), got {port}")
+        for name, limit in (
+            ("CATENTIO_API_READ_LIMIT", self.api_read_limit),
+            ("CATENTIO_API_WRITE_LIMIT", self.api_write_limit),
+        ):
+            if not _is_rate(limit):
+                raise ConfigurationError(
+                    f"{name}={limit!r} must look like '100/second' or '20 per second'"
+                )
+
+
+def _port(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigurationError(f"{name}={value!r} is not a TCP port") from None
+
+
+def _is_rate(value: str) -> bool:
+    # Imported here: ``limits`` is the API's dependency, not every command's.
+    from limits import parse
+
+    try:
+        parse(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _seconds(value: str) -> float:

@@ -78,6 +78,7 @@ def main(ctx: click.Context) -> None:
 
 def _register() -> None:
     from worker.cli import (
+        api,
         db,
         deliveries,
         demo,
@@ -92,6 +93,7 @@ def _register() -> None:
     )
 
     for module in (
+        api,
         db,
         deliveries,
         demo,
