@@ -25,8 +25,8 @@ from sqlalchemy.engine import make_url
 
 from outbox.database import normalize_url
 from outbox.migrate import upgrade
-from worker.endpoints import NewSecret, create_endpoint
-from worker.receiver import Behaviour, Receiver
+from worker.demo.receiver import Behaviour, Receiver
+from worker.endpoints.registry import NewSecret, create_endpoint
 from worker.runtime import Runtime
 from worker.settings import Settings
 

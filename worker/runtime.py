@@ -22,15 +22,15 @@ from outbox.clock import Clock, utcnow
 from outbox.database import is_sqlite, make_engine, make_session_factory
 from outbox.errors import ConfigurationError
 from outbox.migrate import current_revision, head_revision, upgrade
-from outbox.poller import Dispatch, Poller
-from worker.actors import DeliverActor, declare_deliver_actor
-from worker.bell import Bell
-from worker.broker import build_broker
-from worker.delivery import Deliverer
-from worker.secretbox import SecretBox, open_secret_box
-from worker.sender import Sender
+from worker.delivery.actor import DeliverActor, declare_deliver_actor
+from worker.delivery.bell import Bell
+from worker.delivery.broker import build_broker
+from worker.delivery.deliverer import Deliverer
+from worker.endpoints.secretbox import SecretBox, open_secret_box
+from worker.fanout.poller import Dispatch, Poller
+from worker.http.sender import Sender
+from worker.http.transport import GuardedTransport
 from worker.settings import Settings
-from worker.transport import GuardedTransport
 
 log = structlog.get_logger("worker.runtime")
 

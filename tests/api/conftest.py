@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.conftest import fast_settings
 from worker.access.keys import create_key
 from worker.api.server import ApiService, build_context
-from worker.endpoints import create_endpoint
+from worker.endpoints.registry import create_endpoint
 from worker.settings import Settings
 
 

@@ -25,8 +25,8 @@ from outbox.envelope import render
 from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event
 from tests.conftest import TEST_KEY
 from worker.cli import main
+from worker.endpoints.secretbox import SecretBox
 from worker.logs import configure_logging
-from worker.secretbox import SecretBox
 
 TYPES = ("run.succeeded", "run.failed", "project.paused")
 SECRET = "whsec_" + "c2VjcmV0LXRoYXQtbXVzdC1uZXZlci1iZS1wcmludGVk"

@@ -21,7 +21,7 @@ from outbox import publish
 from outbox.database import make_engine, make_session_factory
 from outbox.models import Attempt, Delivery, DeliveryStatus
 from tests.cli.conftest import History, Invoke, cli_env, run_cli
-from worker.receiver import Reply
+from worker.demo.receiver import Reply
 
 
 def _rows(url: str, **where: Any) -> list[Delivery]:

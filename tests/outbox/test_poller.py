@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from outbox import Delivery, DeliveryStatus, Endpoint, Event, Poller, publish
+from outbox import Delivery, DeliveryStatus, Endpoint, Event, publish
 from outbox.database import make_engine, make_session_factory
 from outbox.validation import filter_matches
 from tests.conftest import ManualClock
+from worker.fanout.poller import Poller
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

@@ -13,9 +13,9 @@ from outbox.clock import utcnow
 from outbox.database import make_engine, make_session_factory
 from outbox.migrate import upgrade
 from outbox.models import Delivery, DeliveryStatus
-from outbox.poller import Poller
-from outbox.retention import PruneCounts, count_prunable, prune
 from tests.cli.conftest import seed_history
+from worker.fanout.poller import Poller
+from worker.ops.retention import PruneCounts, count_prunable, prune
 
 
 def _sessions(url: str) -> tuple[Engine, sessionmaker[Session]]:

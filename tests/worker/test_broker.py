@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from outbox import Delivery, DeliveryStatus, publish
 from outbox.errors import BrokerUnavailable
-from worker.broker import InProcessBroker, build_broker
+from worker.delivery.broker import InProcessBroker, build_broker
 from worker.settings import Settings
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from catentio_signing import Webhook
 from outbox import Attempt, Delivery, DeliveryStatus, Event, publish
-from worker.receiver import sequence
+from worker.demo.receiver import sequence
 
 
 def wait_until(predicate: Any, timeout: float = 15.0) -> bool:

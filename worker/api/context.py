@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from outbox.clock import Clock, utcnow
 from worker.api.idempotency import IdempotencyStore
 from worker.api.ratelimit import RateLimiter
-from worker.secretbox import SecretBox
+from worker.endpoints.secretbox import SecretBox
 from worker.settings import Settings
 
 Ring = Callable[[Sequence[str]], None]

@@ -23,9 +23,9 @@ from worker.api.app import create_app
 from worker.api.context import ApiContext, Ring
 from worker.api.idempotency import IdempotencyStore
 from worker.api.ratelimit import RateLimiter
-from worker.bell import Bell
+from worker.delivery.bell import Bell
+from worker.endpoints.secretbox import open_secret_box
 from worker.runtime import ensure_schema, open_database
-from worker.secretbox import open_secret_box
 from worker.settings import Settings
 
 log = structlog.get_logger("worker.api")

@@ -11,9 +11,8 @@ import structlog
 from outbox.database import is_sqlite
 from worker.access.keys import create_key, key_view, list_keys, revoke_key
 from worker.access.principal import Scope
-from worker.cli.listing import print_listing
 from worker.cli.options import json_option
-from worker.cli.output import print_json
+from worker.cli.output import print_json, print_listing
 from worker.cli.state import State, pass_state
 
 log = structlog.get_logger("worker.cli")

@@ -9,14 +9,12 @@ from sqlalchemy import select
 
 from outbox.errors import DeliveryNotFound
 from outbox.models import Attempt, Delivery
-from worker.cli import filters
-from worker.cli.formats import Format, format_options, pick_format
-from worker.cli.listing import print_listing
-from worker.cli.options import json_option, split_values
-from worker.cli.output import console, print_json, print_jsonl, print_record
+from worker.cli import options
+from worker.cli.options import Format, format_options, json_option, pick_format, split_values
+from worker.cli.output import console, print_json, print_jsonl, print_listing, print_record
 from worker.cli.state import State, pass_state
-from worker.history import DeliveryFilter, delivery_page, iter_deliveries
-from worker.views import attempt_view, delivery_view
+from worker.ops.history import DeliveryFilter, delivery_page, iter_deliveries
+from worker.ops.views import attempt_view, delivery_view
 
 SHOWN_BODY_CHARS = 2000
 """Response body characters printed per attempt in the table view (``--json`` has all
@@ -52,9 +50,9 @@ def _row(delivery: Delivery) -> dict[str, Any]:
 @click.option(
     "--type", "types", multiple=True, help="Event type, 'prefix.*' or '*'; repeat or comma."
 )
-@filters.status_option
-@filters.window_options
-@filters.page_options
+@options.status_option
+@options.window_options
+@options.page_options
 @format_options
 @pass_state
 def deliveries_list(
@@ -83,9 +81,9 @@ def deliveries_list(
         endpoint_id=endpoint_id,
         event_id=event_id,
         event_types=tuple(split_values(types)),
-        statuses=filters.statuses(status_values),
-        since=filters.moment("--since", since),
-        until=filters.moment("--until", until),
+        statuses=options.statuses(status_values),
+        since=options.moment("--since", since),
+        until=options.moment("--until", until),
     )
     sessions = state.sessions()
     if fmt is Format.JSONL:

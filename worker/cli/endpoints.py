@@ -12,28 +12,30 @@ from sqlalchemy.orm import Session
 from outbox.clock import utcnow
 from outbox.errors import Conflict, ValidationError
 from outbox.models import DeliveryStatus, Endpoint
-from worker.activity import endpoint_activity
-from worker.cli import filters
-from worker.cli.listing import print_listing
+from worker.cli import options
 from worker.cli.options import json_option, split_values
-from worker.cli.output import print_json, print_record
-from worker.cli.progress import progress_bar
+from worker.cli.output import print_json, print_listing, print_record, progress_bar
 from worker.cli.replay import ring_now, run_bulk
 from worker.cli.state import State, pass_state
-from worker.endpoint_admin import (
+from worker.endpoints.registry import (
     EndpointChanges,
     count_deliveries,
+    create_endpoint,
     delete_endpoint,
+    get_endpoint,
+    update_endpoint,
+)
+from worker.endpoints.signing import SCHEMES
+from worker.endpoints.switches import (
     disable_endpoint,
     enable_endpoint,
     release_paused,
     set_paused,
-    update_endpoint,
 )
-from worker.endpoints import SCHEMES, create_endpoint, get_endpoint
-from worker.history import DeliveryFilter
-from worker.replay import DEFAULT_BATCH_SIZE
-from worker.views import activity_view, endpoint_view
+from worker.ops.activity import endpoint_activity
+from worker.ops.history import DeliveryFilter
+from worker.ops.replay import DEFAULT_BATCH_SIZE
+from worker.ops.views import activity_view, endpoint_view
 
 
 @click.group()
@@ -227,7 +229,7 @@ def endpoints_enable(
     rate_text: str | None,
 ) -> None:
     """Deliver again, with a fresh failure record; offers to replay what was skipped."""
-    rate = filters.rate(rate_text)
+    rate = options.rate(rate_text)
     with state.sessions()() as session, session.begin():
         changed = enable_endpoint(session, endpoint_id, now=utcnow())
         skipped = count_deliveries(session, endpoint_id, DeliveryStatus.SKIPPED)

@@ -11,14 +11,19 @@ from sqlalchemy.orm import Session
 from outbox.errors import EventNotFound
 from outbox.models import Delivery, Endpoint, Event
 from outbox.publish import publish
-from worker.cli import filters
-from worker.cli.formats import Format, format_options, pick_format
-from worker.cli.listing import print_listing
-from worker.cli.options import json_option, parse_json_object, split_values
-from worker.cli.output import print_json, print_jsonl, print_record
+from worker.cli import options
+from worker.cli.options import (
+    Format,
+    format_options,
+    json_option,
+    parse_json_object,
+    pick_format,
+    split_values,
+)
+from worker.cli.output import print_json, print_jsonl, print_listing, print_record
 from worker.cli.state import State, pass_state
-from worker.history import EventFilter, event_page
-from worker.views import delivery_view, event_view, fanout_text
+from worker.ops.history import EventFilter, event_page
+from worker.ops.views import delivery_view, event_view, fanout_text
 
 
 @click.group()
@@ -94,8 +99,8 @@ def _rows(session: Session, page: list[Event]) -> list[dict[str, Any]]:
     default=None,
     help="Only events still waiting in the outbox, or only those already fanned out.",
 )
-@filters.window_options
-@filters.page_options
+@options.window_options
+@options.page_options
 @format_options
 @pass_state
 def events_list(
@@ -116,8 +121,8 @@ def events_list(
         workspace_id=workspace,
         event_types=tuple(split_values(types)),
         waiting=waiting,
-        since=filters.moment("--since", since),
-        until=filters.moment("--until", until),
+        since=options.moment("--since", since),
+        until=options.moment("--until", until),
     )
     sessions = state.sessions()
     if fmt is Format.JSONL:

@@ -1,13 +1,29 @@
-"""How the command line prints: rich tables for people, JSON for scripts."""
+"""How the command line prints: rich tables for people, JSON for scripts, progress on stderr.
+
+People copy ids out of tables into the next command, so id columns are never shortened
+with an ellipsis, however narrow the terminal: the other columns wrap instead. Times are
+shown to the second, in UTC; ``--json`` keeps the milliseconds. The progress bar of long
+operations (bulk replay, prune, delete) goes to stderr, so ``--json`` on stdout stays
+one parseable document.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 
@@ -57,3 +73,45 @@ def print_record(record: Mapping[str, Any], *, title: str | None = None) -> None
             value = ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
         table.add_row(key, cell(key, value))
     console().print(table)
+
+
+def _whole(column: str) -> bool:
+    return column == "id" or column.endswith("_id")
+
+
+def print_listing(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    *,
+    title: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """A table of ``columns`` (keys of each row); ``headers`` renames columns."""
+    table = Table(title=title, header_style="bold")
+    cells = [[cell(c, row.get(c)) for c in columns] for row in rows]
+    for index, column in enumerate(columns):
+        name = (headers or {}).get(column, column)
+        if _whole(column):
+            width = max([len(name), *(len(r[index]) for r in cells)])
+            table.add_column(name, no_wrap=True, min_width=width)
+        else:
+            table.add_column(name)
+    for values in cells:
+        table.add_row(*values)
+    console().print(table)
+
+
+@contextmanager
+def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
+    """Yields ``advance(n)``; the bar is left on screen with its final count."""
+    columns = (
+        TextColumn(f"  {label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console(stderr=True), transient=False) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)

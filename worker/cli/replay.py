@@ -19,24 +19,22 @@ from sqlalchemy.orm import Session
 from outbox.clock import utcnow
 from outbox.errors import BrokerUnavailable, ValidationError
 from outbox.models import DeliveryStatus
-from worker.bell import Bell
-from worker.cli import filters
-from worker.cli.listing import print_listing
+from worker.cli import options
 from worker.cli.options import split_values
-from worker.cli.output import print_json
-from worker.cli.progress import progress_bar
+from worker.cli.output import print_json, print_listing, progress_bar
 from worker.cli.state import State, pass_state
+from worker.delivery.bell import Bell
 from worker.durations import format_duration
-from worker.history import DeliveryFilter, count_deliveries, delivery_page
-from worker.replay import (
+from worker.ops.history import DeliveryFilter, count_deliveries, delivery_page
+from worker.ops.replay import (
     DEFAULT_BATCH_SIZE,
     BulkReplay,
     bulk_selection,
     replay_delivery,
     replay_event,
 )
+from worker.ops.views import delivery_view
 from worker.settings import Settings
-from worker.views import delivery_view
 
 EXIT_INTERRUPTED = 130
 """Exit code of a bulk replay stopped with Ctrl-C (128 + SIGINT)."""
@@ -97,8 +95,8 @@ def _unreachable_note(settings: Settings, error: str) -> str:
 
 @click.group("replay", invoke_without_command=True)
 @click.option("--endpoint", "endpoint_id", help="Bulk: replay this endpoint's deliveries.")
-@filters.status_option
-@filters.window_options
+@options.status_option
+@options.window_options
 @click.option("--type", "types", multiple=True, help="Bulk: only these event types (or run.*).")
 @click.option("--dry-run", is_flag=True, help="Bulk: print the count and a sample; change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Bulk: do not ask for confirmation.")
@@ -158,14 +156,14 @@ def replay(
         )
     state = ctx.find_object(State)
     assert state is not None
-    rate = filters.rate(rate_text)
+    rate = options.rate(rate_text)
     with state.sessions()() as session:
         selection = bulk_selection(
             session,
             endpoint_id=endpoint_id,
-            statuses=filters.statuses(status_values, default=BULK_DEFAULT_STATUSES),
-            since=filters.moment("--since", since),
-            until=filters.moment("--until", until),
+            statuses=options.statuses(status_values, default=BULK_DEFAULT_STATUSES),
+            since=options.moment("--since", since),
+            until=options.moment("--until", until),
             event_types=split_values(types),
         )
     run_bulk(

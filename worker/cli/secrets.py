@@ -8,7 +8,7 @@ from sqlalchemy import select
 from outbox.database import lock_for_write
 from outbox.models import Endpoint
 from worker.cli.state import State, pass_state
-from worker.secretbox import generate_key
+from worker.endpoints.secretbox import generate_key
 
 
 @click.group("secrets")

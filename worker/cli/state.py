@@ -9,8 +9,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from outbox.database import is_sqlite
+from worker.endpoints.secretbox import SecretBox, open_secret_box
 from worker.runtime import ensure_schema, open_database
-from worker.secretbox import SecretBox, open_secret_box
 from worker.settings import Settings
 
 

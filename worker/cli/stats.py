@@ -6,12 +6,11 @@ import click
 
 from outbox.clock import utcnow
 from outbox.errors import InvalidDuration
-from worker.cli.listing import print_listing
 from worker.cli.options import json_option
-from worker.cli.output import print_json, print_record
+from worker.cli.output import print_json, print_listing, print_record
 from worker.cli.state import State, pass_state
 from worker.durations import format_duration, parse_duration
-from worker.stats import DEFAULT_TOP, collect, stats_view
+from worker.ops.stats import DEFAULT_TOP, collect, stats_view
 
 
 @click.command("stats")

@@ -19,11 +19,12 @@ import pytest
 import structlog
 from sqlalchemy import select
 
-from outbox import Attempt, Delivery, Endpoint, Event, Poller, publish
+from outbox import Attempt, Delivery, Endpoint, Event, publish
 from tests.conftest import ManualClock
-from worker.delivery import Result
-from worker.endpoints import NewSecret
-from worker.receiver import Receiver, Reply
+from worker.delivery.deliverer import Result
+from worker.demo.receiver import Receiver, Reply
+from worker.endpoints.registry import NewSecret
+from worker.fanout.poller import Poller
 from worker.runtime import Runtime
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from outbox import DeliveryStatus
 from tests.worker.policy.conftest import Harness, Switch
-from worker.admission import Hold
-from worker.receiver import always
+from worker.demo.receiver import always
+from worker.policy.admission import Hold
 
 RETRY = timedelta(seconds=10)
 

@@ -10,10 +10,10 @@ from typing import Any
 
 from outbox import DeliveryStatus
 from tests.worker.policy.conftest import Harness, Switch
-from worker.endpoint_admin import disable_endpoint, enable_endpoint
-from worker.notices import DELIVERY_EXHAUSTED, ENDPOINT_DISABLED
-from worker.receiver import always
-from worker.replay import replay_delivery
+from worker.demo.receiver import always
+from worker.endpoints.switches import disable_endpoint, enable_endpoint
+from worker.ops.replay import replay_delivery
+from worker.policy.notices import DELIVERY_EXHAUSTED, ENDPOINT_DISABLED
 
 DAY = timedelta(days=1)
 

@@ -19,8 +19,8 @@ from sqlalchemy import select, update
 from outbox import Delivery, DeliveryStatus, publish
 from tests.conftest import TEST_KEY
 from tests.worker.policy.conftest import Gauge, Harness, Switch, statuses, wait_until
-from worker.delivery import Hold
-from worker.receiver import Receiver, always
+from worker.delivery.deliverer import Hold
+from worker.demo.receiver import Receiver, always
 from worker.runtime import Runtime
 
 FAST_RETRY = {"limited_retry": timedelta(milliseconds=30)}

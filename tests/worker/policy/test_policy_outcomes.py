@@ -13,7 +13,7 @@ import pytest
 
 from outbox import DeliveryStatus
 from tests.worker.policy.conftest import Harness
-from worker.receiver import Reply, always, sequence
+from worker.demo.receiver import Reply, always, sequence
 
 SCHEDULE = timedelta(milliseconds=100)
 

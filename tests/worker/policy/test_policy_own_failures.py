@@ -12,10 +12,11 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from outbox import DeliveryStatus, Poller
+from outbox import DeliveryStatus
 from outbox.errors import BrokerUnavailable, DatabaseUnavailable
 from tests.worker.policy.conftest import Harness
-from worker.receiver import Reply
+from worker.demo.receiver import Reply
+from worker.fanout.poller import Poller
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from catentio_signing import Webhook, WebhookVerificationError
 from outbox import DeliveryStatus
 from outbox.errors import Conflict, EndpointNotFound, ValidationError
 from tests.worker.policy.conftest import Harness, cli_env, run_cli
-from worker.receiver import Received
-from worker.rotation import MAX_ACTIVE_SECRETS, rotate_secret
+from worker.demo.receiver import Received
+from worker.endpoints.rotation import MAX_ACTIVE_SECRETS, rotate_secret
 
 GRACE = timedelta(hours=24)
 

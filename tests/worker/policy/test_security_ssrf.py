@@ -11,10 +11,10 @@ import pytest
 
 from outbox import DeliveryStatus
 from outbox.errors import ConfigurationError
-from worker.addresses import is_permitted
-from worker.receiver import always
+from worker.demo.receiver import always
+from worker.http.addresses import is_permitted
+from worker.http.transport import GuardedTransport
 from worker.settings import Settings
-from worker.transport import GuardedTransport
 
 BLOCKED = [
     # IPv4

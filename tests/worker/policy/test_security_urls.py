@@ -9,8 +9,8 @@ from catentio_signing import Webhook
 from outbox import DeliveryStatus
 from outbox.errors import InvalidEndpointURL, ValidationError
 from tests.worker.policy.conftest import Harness
-from worker.request import PROTECTED_HEADERS, USER_AGENT
-from worker.urls import MAX_URL_LENGTH, check_endpoint_url
+from worker.http.headers import PROTECTED_HEADERS, USER_AGENT
+from worker.http.urls import MAX_URL_LENGTH, check_endpoint_url
 
 BAD_URLS = [
     "ftp://example.com/hook",

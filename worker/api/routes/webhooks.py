@@ -24,17 +24,21 @@ from worker.api.schemas.webhooks import (
     WebhookWithSecret,
     webhook_of,
 )
-from worker.endpoint_admin import (
+from worker.endpoints.registry import (
     EndpointChanges,
+    create_endpoint,
     delete_endpoint,
+    endpoint_page,
+    get_workspace_endpoint,
+    update_endpoint,
+)
+from worker.endpoints.rotation import rotate_secret
+from worker.endpoints.switches import (
     disable_endpoint,
     enable_endpoint,
     release_paused,
     set_paused,
-    update_endpoint,
 )
-from worker.endpoints import create_endpoint, endpoint_page, get_workspace_endpoint
-from worker.rotation import rotate_secret
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=ERRORS)
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from worker.errors import ProtocolFailed, SendError, map_httpx_error
-from worker.transport import deadline
+from worker.http.errors import ProtocolFailed, SendError, map_httpx_error
+from worker.http.transport import deadline
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import structlog
 
 from outbox.envelope import isoformat
 from outbox.models import Endpoint
-from worker.policy import Outcome, Verdict
+from worker.policy.outcomes import Outcome, Verdict
 
 log = structlog.get_logger("worker.health")
 

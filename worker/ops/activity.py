@@ -16,7 +16,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from outbox.models import Attempt, Delivery, DeliveryStatus
-from worker.policy import Verdict
+from worker.policy.outcomes import Verdict
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)

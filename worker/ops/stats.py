@@ -15,7 +15,7 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event
-from worker.activity import SUCCEEDED_OUTCOME
+from worker.ops.activity import SUCCEEDED_OUTCOME
 
 DEFAULT_WINDOW = timedelta(hours=1)
 """How far back "recent" figures look."""

@@ -26,7 +26,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from outbox.models import Delivery, Endpoint
-from worker import health, limits
+from worker.policy import circuit, limits
 from worker.settings import Settings
 
 log = structlog.get_logger("worker.admission")
@@ -71,7 +71,7 @@ class Admission:
         if endpoint.paused:
             return Wait(Hold.PAUSED, settings.paused_recheck)
         threshold = settings.circuit_threshold
-        probe_done = health.held_until(endpoint, delivery.id, now=now, threshold=threshold)
+        probe_done = circuit.held_until(endpoint, delivery.id, now=now, threshold=threshold)
         if probe_done is not None:
             return Wait(Hold.CIRCUIT, self.spread(probe_done - now))
         limit = limits.concurrency_limit(endpoint, settings.max_concurrency)
@@ -84,7 +84,7 @@ class Admission:
             endpoint.rate_tat = decision.tat
             if decision.wait is not None:
                 return Wait(Hold.RATE, decision.wait)
-        if health.start_probe(
+        if circuit.start_probe(
             endpoint,
             delivery.id,
             now=now,

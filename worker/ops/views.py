@@ -8,7 +8,7 @@ from typing import Any
 
 from outbox.envelope import isoformat
 from outbox.models import Attempt, Delivery, Endpoint, Event
-from worker.activity import Activity
+from worker.ops.activity import Activity
 
 
 def _time(value: datetime | None) -> str | None:

@@ -1,9 +1,7 @@
-"""Changing an endpoint after it was registered: disable, enable, pause, update, delete.
+"""The endpoint registry: registering, finding, changing and deleting endpoints.
 
-Disabled vs paused: a *disabled* endpoint gets nothing; deliveries created or coming
-due meanwhile end ``skipped`` and can be replayed once it is enabled again. A *paused*
-endpoint keeps its deliveries pending without spending their attempts, and they go out
-by themselves after ``resume``.
+Switching a registered endpoint off and on (disable, enable, pause, resume) is
+``worker.endpoints.switches``; its signing secrets are ``worker.endpoints.signing``.
 """
 
 from __future__ import annotations
@@ -12,27 +10,91 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from outbox import ids
+from outbox.clock import Clock, utcnow
 from outbox.database import lock_for_write
-from outbox.errors import Conflict, ValidationError
+from outbox.errors import Conflict, EndpointNotFound, ValidationError
 from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint
-from outbox.validation import check_event_filter
-from worker import notices
-from worker.endpoints import get_endpoint
-from worker.request import check_custom_headers
+from outbox.validation import check_event_filter, check_workspace_id
+from worker.endpoints.secretbox import SecretBox
+from worker.endpoints.signing import new_signing_secret
+from worker.http.headers import check_custom_headers
+from worker.http.urls import check_endpoint_url
 from worker.settings import DEFAULT_MAX_HEADER_BYTES
-from worker.urls import check_endpoint_url
-
-OPERATOR_REASON = "disabled by an operator"
-"""``disabled_reason`` when ``endpoints disable`` is given no reason."""
 
 BATCH_SIZE = 500
-"""Deliveries changed or deleted per transaction."""
+"""Deliveries deleted per transaction."""
 
 
-def _locked(session: Session, endpoint_id: str) -> Endpoint:
+@dataclass(frozen=True)
+class NewSecret:
+    """What the receiver must be given, once: a ``whsec_`` secret or a ``whpk_`` key."""
+
+    endpoint: Endpoint
+    secret: str
+
+
+def create_endpoint(
+    session: Session,
+    box: SecretBox,
+    *,
+    workspace_id: str,
+    url: str,
+    event_types: Sequence[str],
+    scheme: str = "v1",
+    headers: Mapping[str, str] | None = None,
+    description: str | None = None,
+    max_concurrency: int | None = None,
+    rate_limit: float | None = None,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    clock: Clock = utcnow,
+) -> NewSecret:
+    """Validate and add an endpoint to ``session``; returns it with its one-time secret."""
+    check_workspace_id(workspace_id)
+    check_endpoint_url(url)
+    if not event_types:
+        raise ValidationError("an endpoint needs at least one event type filter (or '*')")
+    filters = sorted({check_event_filter(t) for t in event_types})
+    custom = check_custom_headers(headers or {}, max_bytes=max_header_bytes)
+    if max_concurrency is not None and max_concurrency < 1:
+        raise ValidationError("max concurrency must be at least 1")
+    if rate_limit is not None and rate_limit <= 0:
+        raise ValidationError("rate limit must be positive (deliveries per second)")
+    kept, shown = new_signing_secret(scheme)
+    now = clock()
+    endpoint = Endpoint(
+        id=ids.new_id(ids.ENDPOINT),
+        workspace_id=workspace_id,
+        url=url,
+        description=description,
+        event_types=filters,
+        scheme=scheme,
+        secrets=[{"secret": box.encrypt(kept), "expires_at": None}],
+        headers=custom,
+        enabled=True,
+        paused=False,
+        max_concurrency=max_concurrency,
+        rate_limit=rate_limit,
+        consecutive_failures=0,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(endpoint)
+    return NewSecret(endpoint, shown)
+
+
+def get_endpoint(session: Session, endpoint_id: str) -> Endpoint:
+    """The endpoint, or :class:`EndpointNotFound`."""
+    endpoint = session.get(Endpoint, endpoint_id)
+    if endpoint is None:
+        raise EndpointNotFound(f"no endpoint {endpoint_id!r}")
+    return endpoint
+
+
+def lock_endpoint(session: Session, endpoint_id: str) -> Endpoint:
     """The endpoint, its row locked for the rest of the transaction."""
     lock_for_write(session)
     endpoint = session.get(Endpoint, endpoint_id, with_for_update=True)
@@ -48,58 +110,6 @@ def count_deliveries(session: Session, endpoint_id: str, status: str) -> int:
         Delivery.endpoint_id == endpoint_id, Delivery.status == status
     )
     return int(session.scalar(query) or 0)
-
-
-def disable_endpoint(
-    session: Session,
-    endpoint_id: str,
-    *,
-    reason: str | None,
-    now: datetime,
-    notify: bool = True,
-) -> bool:
-    """Disable the endpoint; False if it already was (its reason is kept then). With
-    ``notify`` (``CATENTIO_OPERATIONAL_EVENTS``), ``webhook.endpoint.disabled`` is
-    published to its workspace in the same transaction, as for an automatic disable."""
-    endpoint = _locked(session, endpoint_id)
-    if not endpoint.enabled:
-        return False
-    endpoint.enabled = False
-    endpoint.disabled_reason = reason or OPERATOR_REASON
-    endpoint.disabled_at = now
-    endpoint.probe_delivery_id = None
-    endpoint.probe_until = None
-    endpoint.updated_at = now
-    if notify:
-        notices.endpoint_disabled(session, endpoint, now=now)
-    return True
-
-
-def enable_endpoint(session: Session, endpoint_id: str, *, now: datetime) -> bool:
-    """Enable the endpoint with a clean failure record (so neither the circuit breaker
-    nor the automatic disabling after days of failures carries the old streak over);
-    False if it already was enabled. ``disabled_at`` is kept: when it was last disabled."""
-    endpoint = _locked(session, endpoint_id)
-    if endpoint.enabled:
-        return False
-    endpoint.enabled = True
-    endpoint.disabled_reason = None
-    endpoint.consecutive_failures = 0
-    endpoint.failing_since = None
-    endpoint.probe_delivery_id = None
-    endpoint.probe_until = None
-    endpoint.updated_at = now
-    return True
-
-
-def set_paused(session: Session, endpoint_id: str, paused: bool, *, now: datetime) -> bool:
-    """Pause or resume; False if the endpoint already was in that state."""
-    endpoint = _locked(session, endpoint_id)
-    if endpoint.paused == paused:
-        return False
-    endpoint.paused = paused
-    endpoint.updated_at = now
-    return True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,7 +152,7 @@ def update_endpoint(
             "nothing to update: give --url, --events, --header, --description, "
             "--max-concurrency or --rate-limit"
         )
-    endpoint = _locked(session, endpoint_id)
+    endpoint = lock_endpoint(session, endpoint_id)
     if changes.url is not None:
         check_endpoint_url(changes.url)
         endpoint.url = changes.url
@@ -208,41 +218,24 @@ def delete_endpoint(
             progress(len(batch))
 
 
-PAUSED_HOLD = "paused"
-"""``Delivery.held_by`` of a delivery waiting for its paused endpoint."""
+def get_workspace_endpoint(session: Session, workspace_id: str, endpoint_id: str) -> Endpoint:
+    """The endpoint if it belongs to ``workspace_id``; another workspace's endpoint is
+    :class:`EndpointNotFound` exactly like a missing one, so ids reveal nothing."""
+    endpoint = session.get(Endpoint, endpoint_id)
+    if endpoint is None or endpoint.workspace_id != workspace_id:
+        raise EndpointNotFound(f"no endpoint {endpoint_id!r}")
+    return endpoint
 
 
-def release_paused(
-    sessions: sessionmaker[Session], endpoint_id: str, *, now: datetime
-) -> list[str]:
-    """Make the deliveries held by the endpoint's pause due now (batch by batch);
-    returns their ids, to be rung. A hold that was not recorded still lifts by itself
-    at its next re-check."""
-    released: list[str] = []
-    last = ""
-    while True:
-        with sessions() as session, session.begin():
-            lock_for_write(session)
-            batch = list(
-                session.scalars(
-                    select(Delivery.id)
-                    .where(
-                        Delivery.endpoint_id == endpoint_id,
-                        Delivery.held_by == PAUSED_HOLD,
-                        Delivery.status == DeliveryStatus.PENDING,
-                        Delivery.id > last,
-                    )
-                    .order_by(Delivery.id)
-                    .limit(BATCH_SIZE)
-                )
-            )
-            if not batch:
-                return released
-            unleased = or_(Delivery.lease_until.is_(None), Delivery.lease_until < now)
-            session.execute(
-                update(Delivery)
-                .where(Delivery.id.in_(batch), Delivery.status == DeliveryStatus.PENDING, unleased)
-                .values(next_attempt_at=now, rung_at=now, updated_at=now)
-            )
-        released.extend(batch)
-        last = batch[-1]
+def endpoint_page(
+    session: Session, workspace_id: str, *, limit: int, after: str | None = None
+) -> tuple[list[Endpoint], str | None]:
+    """Up to ``limit`` endpoints of the workspace, newest first, older than ``after``;
+    with the id to continue after (None: no more)."""
+    query = select(Endpoint).where(Endpoint.workspace_id == workspace_id)
+    if after is not None:
+        query = query.where(Endpoint.id < after)
+    rows = list(session.scalars(query.order_by(Endpoint.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, rows[-1].id if more and rows else None

@@ -29,16 +29,17 @@ from outbox.clock import Clock, utcnow
 from outbox.database import lock_for_write
 from outbox.errors import DatabaseUnavailable, InvalidEndpointURL
 from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event, Trigger
-from worker import admission, health, notices
-from worker.admission import Admission, Hold
-from worker.endpoints import signing_keys
-from worker.errors import InvalidURL
-from worker.policy import Outcome, RetrySchedule, Verdict, classify
-from worker.request import build_headers, headers_for_record
-from worker.secretbox import SecretBox
-from worker.sender import Sender, SendResult
+from worker.endpoints.secretbox import SecretBox
+from worker.endpoints.signing import signing_keys
+from worker.http.errors import InvalidURL
+from worker.http.headers import build_headers, headers_for_record
+from worker.http.sender import Sender, SendResult
+from worker.http.urls import check_endpoint_url
+from worker.policy import admission, circuit, notices
+from worker.policy.admission import Admission, Hold
+from worker.policy.outcomes import Outcome, Verdict, classify
+from worker.policy.schedule import RetrySchedule
 from worker.settings import Settings
-from worker.urls import check_endpoint_url
 
 log = structlog.get_logger("worker.delivery")
 
@@ -268,10 +269,10 @@ class Deliverer:
                 else ("lease_lost", ())
             )
         endpoint = _lock_endpoint(session, delivery.endpoint_id)
-        change = health.HealthChange()
+        change = circuit.HealthChange()
         if endpoint.enabled:
             next_try = now + (retry_in or self._cooldown(delivery))
-            change = health.after_attempt(
+            change = circuit.after_attempt(
                 endpoint,
                 delivery.id,
                 outcome,

@@ -26,8 +26,8 @@ from outbox import ids
 from outbox.clock import Clock, utcnow
 from outbox.database import lock_for_write
 from outbox.models import Delivery, DeliveryStatus, Endpoint, Event, Trigger
-from outbox.retention import Retention
 from outbox.validation import matches_any
+from worker.ops.retention import Retention
 
 log = structlog.get_logger("outbox.poller")
 

@@ -13,7 +13,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import default_middleware
 
-from worker.middleware import LogContext
+from worker.delivery.middleware import LogContext
 from worker.settings import Settings
 
 

@@ -25,8 +25,8 @@ from contextlib import contextmanager
 import httpcore
 import httpx
 
-from worker.addresses import IPNetwork, is_permitted
-from worker.errors import BlockedAddress
+from worker.http.addresses import IPNetwork, is_permitted
+from worker.http.errors import BlockedAddress
 
 Resolver = Callable[[str, int], list[str]]
 """Host name and port → IP address strings, in the order to try them."""

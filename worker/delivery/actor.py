@@ -6,7 +6,7 @@ import dramatiq
 import structlog
 
 from outbox.errors import OwnFailure
-from worker.delivery import Deliverer
+from worker.delivery.deliverer import Deliverer
 from worker.settings import Settings
 
 log = structlog.get_logger("worker.actors")

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import dramatiq
 
 from outbox.errors import BrokerUnavailable
-from worker.actors import DELIVER
-from worker.broker import build_broker
+from worker.delivery.actor import DELIVER
+from worker.delivery.broker import build_broker
 from worker.settings import Settings
 
 

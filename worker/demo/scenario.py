@@ -24,12 +24,12 @@ from sqlalchemy import func, select
 
 from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event
 from outbox.publish import publish
+from worker.demo.receiver import Receiver, always, sequence
 from worker.durations import format_duration
-from worker.endpoints import create_endpoint
+from worker.endpoints.registry import create_endpoint
+from worker.endpoints.secretbox import generate_key
 from worker.logs import configure_logging
-from worker.receiver import Receiver, always, sequence
 from worker.runtime import Runtime
-from worker.secretbox import generate_key
 from worker.settings import Settings
 
 DEMO_SCHEDULE = tuple(timedelta(seconds=s) for s in (0.5, 1, 2, 4, 8))

@@ -1,4 +1,4 @@
-"""The delivery policy: what an attempt's result means and when to try again.
+"""Outcomes: what an attempt's result means for its delivery.
 
 Every outcome is classified here and only here:
 
@@ -14,18 +14,19 @@ abort-message``
 timeout, connect, TLS, protocol, network   retry per the schedule
 blocked address, invalid URL               failed (another attempt cannot help)
 =========================================  ==========================================
+
+When to try again is ``worker.policy.schedule``'s decision.
 """
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
-from worker.errors import PermanentSendError
-from worker.sender import SendResult
+from worker.http.errors import PermanentSendError
+from worker.http.sender import SendResult
 
 
 class Verdict(StrEnum):
@@ -86,30 +87,3 @@ def classify(result: SendResult, *, now: datetime, retry_after_cap: timedelta) -
             retry_after = min(asked, retry_after_cap)
     kind = "redirect" if 300 <= status < 400 else "status"
     return Outcome(Verdict.RETRY, error_kind=kind, reason=f"HTTP {status}", retry_after=retry_after)
-
-
-@dataclass
-class RetrySchedule:
-    """Delays after the 1st, 2nd, … failed attempt of a delivery, with jitter."""
-
-    delays: tuple[timedelta, ...]
-    jitter: float = 0.1
-    rng: random.Random = field(default_factory=random.Random)
-
-    @property
-    def max_attempts(self) -> int:
-        """One first attempt plus one after each delay."""
-        return len(self.delays) + 1
-
-    def next_delay(self, attempts: int, asked: timedelta | None = None) -> timedelta | None:
-        """Delay before attempt ``attempts + 1``, or ``None`` when the schedule is spent.
-
-        ``attempts`` counts the attempts already made since the delivery was (re)opened.
-        A receiver's ``Retry-After`` is honoured: we never come back sooner than it asked.
-        """
-        if attempts < 1 or attempts > len(self.delays):
-            return None
-        base = self.delays[attempts - 1]
-        factor = 1 + self.rng.uniform(-self.jitter, self.jitter) if self.jitter else 1.0
-        delay = base * factor
-        return max(delay, asked) if asked is not None else delay

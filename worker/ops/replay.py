@@ -35,8 +35,8 @@ from outbox.errors import (
 )
 from outbox.models import Delivery, DeliveryStatus, Endpoint, Event, Trigger
 from outbox.validation import matches_any
-from worker.endpoints import get_endpoint
-from worker.history import DeliveryFilter, delivery_id_batches
+from worker.endpoints.registry import get_endpoint
+from worker.ops.history import DeliveryFilter, delivery_id_batches
 
 REPLAYABLE = DeliveryStatus.FINISHED
 """Statuses a replay re-opens: succeeded, failed, skipped (pending is already waiting)."""

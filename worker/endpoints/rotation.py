@@ -19,12 +19,12 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from outbox.database import lock_for_write
 from outbox.envelope import isoformat
-from outbox.errors import Conflict, EndpointNotFound, ValidationError
+from outbox.errors import Conflict, ValidationError
 from outbox.models import Endpoint
-from worker.endpoints import new_signing_secret
-from worker.secretbox import SecretBox
+from worker.endpoints.registry import lock_endpoint
+from worker.endpoints.secretbox import SecretBox
+from worker.endpoints.signing import new_signing_secret
 
 DEFAULT_GRACE = timedelta(hours=24)
 """How long replaced secrets keep signing after a rotation."""
@@ -68,10 +68,7 @@ def rotate_secret(
     """
     if grace < timedelta(0):
         raise ValidationError("the grace period cannot be negative")
-    lock_for_write(session)
-    endpoint = session.get(Endpoint, endpoint_id, with_for_update=True)
-    if endpoint is None:
-        raise EndpointNotFound(f"no endpoint {endpoint_id!r}")
+    endpoint = lock_endpoint(session, endpoint_id)
     scheme = scheme or endpoint.scheme
     kept, shown = new_signing_secret(scheme)
     until = now + grace

@@ -1,0 +1,8 @@
+"""Endpoints: the receivers, their switches and their signing secrets.
+
+* ``registry``: register, find, change and delete endpoints.
+* ``switches``: disable and enable, pause and resume.
+* ``signing``: new signing secrets, and the ones that sign right now.
+* ``rotation``: a new signing secret, the old one signing through a grace period.
+* ``secretbox``: secrets encrypted at rest (Fernet), and re-encryption.
+"""
