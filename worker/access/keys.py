@@ -12,11 +12,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from outbox import ids
 from outbox.clock import Clock, utcnow
+from outbox.database import lock_for_write
 from outbox.envelope import isoformat
 from outbox.errors import NotFound, ValidationError
 from outbox.models import ApiKey
@@ -97,15 +98,32 @@ def revoke_key(session: Session, key_id: str, *, clock: Clock = utcnow) -> bool:
     return True
 
 
-def authenticate(session: Session, key: str, *, now: datetime) -> Principal:
-    """The principal of a live key, or :class:`AuthenticationFailed`."""
+def authenticate(sessions: sessionmaker[Session], key: str, *, now: datetime) -> Principal:
+    """The principal of a live key, or :class:`AuthenticationFailed`.
+
+    A read-only transaction; ``last_used_at``, when it is stale, is written in a second
+    one that takes the write lock first (so it waits its turn on SQLite instead of
+    failing to upgrade a read snapshot).
+    """
     if not key.startswith(KEY_PREFIX):
         raise AuthenticationFailed("the Bearer credential is not a cat_ak_ API key")
-    record = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(key))).one_or_none()
+    with sessions() as session:
+        query = select(ApiKey).where(ApiKey.key_hash == hash_key(key))
+        record = session.scalars(query).one_or_none()
     if record is None or record.revoked_at is not None:
         raise AuthenticationFailed("unknown or revoked API key")
-    if record.last_used_at is None or now - record.last_used_at >= LAST_USED_RESOLUTION:
-        session.execute(update(ApiKey).where(ApiKey.id == record.id).values(last_used_at=now))
+    stale = now - LAST_USED_RESOLUTION
+    if record.last_used_at is None or record.last_used_at <= stale:
+        with sessions() as session, session.begin():
+            lock_for_write(session)
+            session.execute(
+                update(ApiKey)
+                .where(
+                    ApiKey.id == record.id,
+                    or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at <= stale),
+                )
+                .values(last_used_at=now)
+            )
     return Principal(key_id=record.id, workspace_id=record.workspace_id, scope=Scope(record.scope))
 
 

@@ -148,8 +148,7 @@ def resolve_caller(
             raise AuthenticationFailed(
                 "this endpoint needs an API key: Authorization: Bearer cat_ak_…"
             )
-        with session.begin():
-            principal = authenticate(session, token, now=context.clock())
+        principal = authenticate(context.sessions, token, now=context.clock())
     except CatentioError as exc:
         _spend(request, context, client_identity(request.scope), write=write)
         raise api_error_for(exc) from None
@@ -164,7 +163,6 @@ def resolve_caller(
             principal.require_write()
         except CatentioError as exc:
             raise api_error_for(exc) from None
-    _spend(request, context, f"ws:{workspace_id}", write=write)
     return Caller(principal, workspace_id, session, state.request_id, context)
 
 
