@@ -25,7 +25,7 @@ from worker.api.idempotency import IdempotencyStore
 from worker.api.ratelimit import RateLimiter
 from worker.delivery.bell import Bell
 from worker.endpoints.secretbox import open_secret_box
-from worker.runtime import ensure_schema, open_database
+from worker.runtime import Runtime, ensure_schema, open_database
 from worker.settings import Settings
 
 log = structlog.get_logger("worker.api")
@@ -77,6 +77,28 @@ class _Server(uvicorn.Server):
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
                 log.info("api.started", host=host, port=port)
+
+
+def context_for_runtime(runtime: Runtime) -> ApiContext:
+    """The API of the embedded ``run`` process: its database, secret box and broker
+    (so a replay rings the workers of this very process)."""
+    settings = runtime.settings
+    limiter = RateLimiter(
+        read=settings.api_read_limit,
+        write=settings.api_write_limit,
+        redis_url=settings.redis_url,
+        namespace=settings.redis_namespace,
+    )
+    return ApiContext(
+        settings=settings,
+        engine=runtime.engine,
+        sessions=runtime.sessions,
+        box=runtime.box,
+        limiter=limiter,
+        idempotency=IdempotencyStore(runtime.sessions, ttl=settings.idempotency_ttl),
+        ring=runtime.dispatch,
+        clock=runtime.clock,
+    )
 
 
 @dataclass
@@ -138,18 +160,20 @@ class ApiService:
                 )
             time.sleep(0.01)
 
-    def stop(self) -> None:
-        """Stop serving (the thread, if started) and release the context."""
+    def stop(self, *, dispose: bool = True) -> None:
+        """Stop serving (the thread, if started) and release the context (``dispose``
+        False: the engine belongs to someone else, as in ``run``)."""
         self.server.should_exit = True
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self.close()
+        self.close(dispose=dispose)
 
-    def close(self) -> None:
-        """Release the database and the limiter's connections."""
+    def close(self, *, dispose: bool = True) -> None:
+        """Release the limiter's connections and (``dispose``) the database engine."""
         self.context.limiter.close()
-        self.context.engine.dispose()
+        if dispose:
+            self.context.engine.dispose()
 
     def _prune_loop(self) -> None:
         while not self._stop.wait(PRUNE_INTERVAL):
