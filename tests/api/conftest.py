@@ -52,6 +52,12 @@ class Api:
         """A client with a fresh key of ``workspace_id``."""
         return self.client(self.key(workspace_id, scope=scope))
 
+    def close(self) -> None:
+        """Close the clients and stop the server."""
+        for client in self.clients:
+            client.close()
+        self.service.stop()
+
     def endpoint(self, workspace_id: str = "ws_a", **kwargs: Any) -> str:
         """Register an endpoint directly (not through the API); returns its id."""
         values: dict[str, Any] = {
@@ -66,26 +72,29 @@ class Api:
         return created.endpoint.id
 
 
+def start_api(database_url: str, **overrides: Any) -> Api:
+    """An API on a free loopback port; ``rung`` records what it asks the workers."""
+    settings = fast_settings(database_url, **overrides)
+    rung: list[str] = []
+    context = build_context(settings, ring=rung.extend, migrate=True)
+    service = ApiService(context, host="127.0.0.1", port=0)
+    service.start()
+    return Api(service, settings, rung)
+
+
 @pytest.fixture
 def make_api() -> Iterator[Callable[..., Api]]:
     """Builder: ``make_api(database_url, **settings_overrides)``; stopped afterwards."""
     started: list[Api] = []
 
     def build(database_url: str, **overrides: Any) -> Api:
-        settings = fast_settings(database_url, **overrides)
-        rung: list[str] = []
-        context = build_context(settings, ring=rung.extend, migrate=True)
-        service = ApiService(context, host="127.0.0.1", port=0)
-        service.start()
-        api = Api(service, settings, rung)
+        api = start_api(database_url, **overrides)
         started.append(api)
         return api
 
     yield build
     for api in reversed(started):
-        for client in api.clients:
-            client.close()
-        api.service.stop()
+        api.close()
 
 
 @pytest.fixture

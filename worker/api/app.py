@@ -85,6 +85,9 @@ async def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code == 404:
         return _answer(request, ApiError(Code.NOT_FOUND, f"no route {request.url.path}"))
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it cannot decode (not UTF-8, not JSON).
+        return _answer(request, ApiError(Code.VALIDATION_ERROR, "request body is not valid JSON"))
     if exc.status_code == 405:
         error = ApiError(Code.VALIDATION_ERROR, f"{request.method} is not allowed here", status=405)
         return _answer(request, error)
