@@ -7,7 +7,7 @@ checked, rate limit spent, workspace resolved) and its ``Idempotency-Key``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -59,11 +59,14 @@ class Caller:
     context: ApiContext
     idempotent: IdempotentRequest | None = None
 
-    def respond(self, work: Work) -> Response:
-        """Run ``work`` and answer in the envelope, once per ``Idempotency-Key``."""
+    def respond(
+        self, work: Work, *, fields: Mapping[type[CatentioError], str] | None = None
+    ) -> Response:
+        """Run ``work`` and answer in the envelope, once per ``Idempotency-Key``.
+        ``fields`` names the request field a domain error is about."""
         context = self.context
         if self.idempotent is None:
-            status, data = self._run(work)
+            status, data = self._run(work, fields)
             return self._response(status, data)
         stored = context.idempotency.begin(self.workspace_id, self.idempotent, now=context.clock())
         if stored is not None:
@@ -74,7 +77,7 @@ class Caller:
                 headers={"Idempotent-Replayed": "true"},
             )
         try:
-            status, data = self._run(work)
+            status, data = self._run(work, fields)
         except BaseException:
             context.idempotency.abandon(self.workspace_id, self.idempotent.key)
             raise
@@ -87,13 +90,16 @@ class Caller:
         )
         return response
 
-    def _run(self, work: Work) -> tuple[int, object]:
+    def _run(
+        self, work: Work, fields: Mapping[type[CatentioError], str] | None
+    ) -> tuple[int, object]:
         try:
             return work()
         except ApiError as exc:
             return exc.status, exc
         except CatentioError as exc:
-            error = api_error_for(exc)
+            field = next((f for kind, f in (fields or {}).items() if isinstance(exc, kind)), None)
+            error = api_error_for(exc, field=field)
             return error.status, error
 
     def ring(self, delivery_ids: Sequence[str]) -> None:

@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from outbox.errors import ValidationError
+from outbox.models import Endpoint, Event
 
 MAX_DEPTH = 8
 """Deepest nesting of and/or/not accepted."""
@@ -124,6 +125,15 @@ def _equal(left: object, right: object) -> bool:
     if isinstance(left, bool) or isinstance(right, bool):
         return isinstance(left, bool) and isinstance(right, bool) and left == right
     return left == right
+
+
+def accepting(endpoints: Sequence[Endpoint], event: Event) -> list[Endpoint]:
+    """Those of ``endpoints`` whose payload filter accepts ``event`` (the body is parsed
+    once, and only if one of them has a filter)."""
+    if all(endpoint.filter is None for endpoint in endpoints):
+        return list(endpoints)
+    data = json.loads(event.body)["data"]["data"]
+    return [e for e in endpoints if matches(e.filter, data)]
 
 
 def matches(predicate: Mapping[str, Any] | None, data: Mapping[str, Any]) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +20,7 @@ from outbox.database import lock_for_write
 from outbox.errors import Conflict, EndpointNotFound, ValidationError
 from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint
 from outbox.validation import check_event_filter, check_workspace_id
+from worker.endpoints.predicate import check_filter
 from worker.endpoints.secretbox import SecretBox
 from worker.endpoints.signing import new_signing_secret
 from worker.http.headers import check_custom_headers
@@ -49,10 +51,12 @@ def create_endpoint(
     description: str | None = None,
     max_concurrency: int | None = None,
     rate_limit: float | None = None,
+    payload_filter: Mapping[str, Any] | None = None,
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     clock: Clock = utcnow,
 ) -> NewSecret:
-    """Validate and add an endpoint to ``session``; returns it with its one-time secret."""
+    """Validate and add an endpoint to ``session``; returns it with its one-time secret.
+    ``payload_filter`` (:mod:`worker.endpoints.predicate`) narrows the events it gets."""
     check_workspace_id(workspace_id)
     check_endpoint_url(url)
     if not event_types:
@@ -63,6 +67,7 @@ def create_endpoint(
         raise ValidationError("max concurrency must be at least 1")
     if rate_limit is not None and rate_limit <= 0:
         raise ValidationError("rate limit must be positive (deliveries per second)")
+    predicate = check_filter(payload_filter) if payload_filter is not None else None
     kept, shown = new_signing_secret(scheme)
     now = clock()
     endpoint = Endpoint(
@@ -74,6 +79,7 @@ def create_endpoint(
         scheme=scheme,
         secrets=[{"secret": box.encrypt(kept), "expires_at": None}],
         headers=custom,
+        filter=predicate,
         enabled=True,
         paused=False,
         max_concurrency=max_concurrency,
@@ -123,6 +129,8 @@ class EndpointChanges:
     # 0 clears the endpoint's own limit (the settings' default applies again).
     max_concurrency: int | None = None
     rate_limit: float | None = None
+    # A payload filter; an empty mapping removes the endpoint's filter.
+    payload_filter: Mapping[str, Any] | None = None
 
     def empty(self) -> bool:
         """Whether nothing would change."""
@@ -133,6 +141,7 @@ class EndpointChanges:
             self.description,
             self.max_concurrency,
             self.rate_limit,
+            self.payload_filter,
         )
         return all(v is None for v in fields)
 
@@ -150,7 +159,7 @@ def update_endpoint(
     if changes.empty():
         raise ValidationError(
             "nothing to update: give --url, --events, --header, --description, "
-            "--max-concurrency or --rate-limit"
+            "--max-concurrency, --rate-limit or --filter"
         )
     endpoint = lock_endpoint(session, endpoint_id)
     if changes.url is not None:
@@ -173,6 +182,8 @@ def update_endpoint(
             raise ValidationError("rate limit must be positive (0 removes it)")
         endpoint.rate_limit = changes.rate_limit or None
         endpoint.rate_tat = None
+    if changes.payload_filter is not None:
+        endpoint.filter = check_filter(changes.payload_filter) if changes.payload_filter else None
     endpoint.updated_at = now
     return endpoint
 

@@ -27,6 +27,7 @@ from outbox.clock import Clock, utcnow
 from outbox.database import lock_for_write
 from outbox.models import Delivery, DeliveryStatus, Endpoint, Event, Trigger
 from outbox.validation import matches_any
+from worker.endpoints.predicate import accepting
 from worker.ops.retention import Retention
 
 log = structlog.get_logger("outbox.poller")
@@ -85,9 +86,15 @@ class Poller:
             by_workspace = self._endpoints_for(session, {e.workspace_id for e in events})
             rows: list[dict[str, Any]] = []
             for event in events:
-                for endpoint in by_workspace.get(event.workspace_id, ()):
-                    if matches_any(endpoint.event_types, event.type):
-                        rows.append(_delivery_row(event, endpoint, now))
+                subscribers = [
+                    endpoint
+                    for endpoint in by_workspace.get(event.workspace_id, ())
+                    if matches_any(endpoint.event_types, event.type)
+                ]
+                rows.extend(
+                    _delivery_row(event, endpoint, now)
+                    for endpoint in accepting(subscribers, event)
+                )
             created: list[tuple[str, str]] = []
             if rows:
                 insert = _insert_ignoring_duplicates(session, rows)

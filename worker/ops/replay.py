@@ -35,6 +35,7 @@ from outbox.errors import (
 )
 from outbox.models import Delivery, DeliveryStatus, Endpoint, Event, Trigger
 from outbox.validation import matches_any
+from worker.endpoints.predicate import accepting
 from worker.endpoints.registry import get_endpoint
 from worker.ops.history import DeliveryFilter, delivery_id_batches
 
@@ -172,7 +173,8 @@ def replay_event(
             .where(Endpoint.workspace_id == event.workspace_id, Endpoint.enabled.is_(True))
             .order_by(Endpoint.id)
         )
-        targets = {e.id for e in subscribers if matches_any(e.event_types, event.type)}
+        typed = [e for e in subscribers if matches_any(e.event_types, event.type)]
+        targets = {e.id for e in accepting(typed, event)}
     candidates = []
     for delivery_id, status, endpoint in rows:
         if targets is not None and endpoint.id not in targets:

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from outbox import ids
+from outbox.errors import CatentioError, InvalidEndpointURL, InvalidEventFilter
 from worker.api import cursor
 from worker.api.access import Caller, Reader, Writer
 from worker.api.envelope import Envelope, ListEnvelope, wire
@@ -24,6 +25,7 @@ from worker.api.schemas.webhooks import (
     WebhookWithSecret,
     webhook_of,
 )
+from worker.endpoints.predicate import InvalidPayloadFilter
 from worker.endpoints.registry import (
     EndpointChanges,
     create_endpoint,
@@ -39,6 +41,13 @@ from worker.endpoints.switches import (
     release_paused,
     set_paused,
 )
+
+FIELDS: dict[type[CatentioError], str] = {
+    InvalidEndpointURL: "url",
+    InvalidEventFilter: "eventTypes",
+    InvalidPayloadFilter: "filter",
+}
+"""Which request field a domain error concerns."""
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], responses=ERRORS)
 
@@ -98,13 +107,14 @@ def create_webhook(caller: Writer, body: WebhookCreate) -> Response:
                 description=body.description,
                 max_concurrency=body.max_concurrency,
                 rate_limit=body.rate_limit,
+                payload_filter=body.filter,
                 max_header_bytes=context.settings.max_header_bytes,
                 clock=context.clock,
             )
             view = webhook_of(created.endpoint)
         return 201, wire(WebhookWithSecret(**view.model_dump(), secret=created.secret))
 
-    return caller.respond(work)
+    return caller.respond(work, fields=FIELDS)
 
 
 @router.patch("/{webhook_id}", response_model=Envelope[Webhook], summary="Change an endpoint")
@@ -118,6 +128,8 @@ def update_webhook(caller: Writer, webhook_id: WebhookId, body: WebhookUpdate) -
         description=body.description,
         max_concurrency=(body.max_concurrency or 0) if "max_concurrency" in given else None,
         rate_limit=(body.rate_limit or 0.0) if "rate_limit" in given else None,
+        # null removes the filter (an empty mapping, for the domain).
+        payload_filter=(body.filter or {}) if "filter" in given else None,
     )
 
     def work() -> tuple[int, object]:
@@ -132,7 +144,7 @@ def update_webhook(caller: Writer, webhook_id: WebhookId, body: WebhookUpdate) -
             )
             return 200, wire(webhook_of(endpoint))
 
-    return caller.respond(work)
+    return caller.respond(work, fields=FIELDS)
 
 
 @router.delete("/{webhook_id}", response_model=Envelope[Deleted], summary="Delete an endpoint")
