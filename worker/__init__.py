@@ -18,5 +18,5 @@ One folder per concept; read the file list as a table of contents:
 ==================  =========================================================================
 
 At the top: ``settings`` (the one settings object), ``runtime`` (the wiring of one
-process), ``logs`` and ``durations``.
+process), ``logs``, ``durations`` and ``errors`` (the worker's branches of the error tree).
 """

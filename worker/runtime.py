@@ -20,13 +20,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from outbox.clock import Clock, utcnow
 from outbox.database import is_sqlite, make_engine, make_session_factory
-from outbox.errors import ConfigurationError
 from outbox.migrate import current_revision, head_revision, upgrade
 from worker.delivery.actor import DeliverActor, declare_deliver_actor
 from worker.delivery.bell import Bell
 from worker.delivery.broker import build_broker
 from worker.delivery.deliverer import Deliverer
 from worker.endpoints.secretbox import SecretBox, open_secret_box
+from worker.errors import ConfigurationError
 from worker.fanout.poller import Dispatch, Poller
 from worker.http.sender import Sender
 from worker.http.transport import GuardedTransport

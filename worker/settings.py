@@ -13,9 +13,9 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-from outbox.errors import ConfigurationError, InvalidDuration
 from outbox.publish import DEFAULT_MAX_BODY_BYTES
 from worker.durations import parse_duration, parse_schedule
+from worker.errors import ConfigurationError, InvalidDuration
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -155,6 +155,11 @@ class Settings:
     def lease_duration(self) -> timedelta:
         """How long a claim holds a delivery: the attempt's deadline plus a margin."""
         return timedelta(seconds=self.request_timeout) + self.lease_margin
+
+    @property
+    def sweep_delay(self) -> timedelta:
+        """How long a due delivery whose bell was lost waits, at most, for the sweeper."""
+        return self.sweep_after + timedelta(seconds=self.sweep_interval)
 
     @property
     def max_attempts(self) -> int:

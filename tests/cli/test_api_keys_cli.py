@@ -63,7 +63,7 @@ def test_port_is_honoured() -> None:
 
 def test_bad_rate_limit_setting_is_refused() -> None:
     """A limit that `limits` cannot parse is a configuration error naming the variable."""
-    from outbox.errors import ConfigurationError
+    from worker.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="CATENTIO_API_READ_LIMIT"):
         Settings.from_env({"CATENTIO_API_READ_LIMIT": "lots"})

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 
 from outbox import Delivery, DeliveryStatus, Endpoint, Event, publish
 from outbox.database import make_engine, make_session_factory
-from outbox.validation import filter_matches
 from tests.conftest import ManualClock
+from worker.endpoints.filters import filter_matches
 from worker.fanout.poller import Poller
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -11,8 +11,8 @@ from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import select
 
 from outbox import Delivery, DeliveryStatus, publish
-from outbox.errors import BrokerUnavailable
 from worker.delivery.broker import InProcessBroker, build_broker
+from worker.errors import BrokerUnavailable
 from worker.settings import Settings
 
 

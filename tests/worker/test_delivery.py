@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from catentio_signing import Webhook
 from outbox import Attempt, Delivery, DeliveryStatus, Endpoint, Event, publish
-from outbox.errors import DatabaseUnavailable
 from tests.conftest import ManualClock
+from worker.errors import DatabaseUnavailable
 from worker.runtime import Runtime
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

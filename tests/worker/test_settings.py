@@ -8,8 +8,8 @@ from datetime import timedelta
 import pytest
 
 from outbox.database import normalize_url
-from outbox.errors import ConfigurationError, InvalidDuration
 from worker.durations import format_duration, parse_duration, parse_moment, parse_schedule
+from worker.errors import ConfigurationError, InvalidDuration
 from worker.settings import DEFAULT_RETRY_SCHEDULE, Settings
 
 

@@ -19,11 +19,12 @@ from outbox import ids
 from outbox.clock import Clock, utcnow
 from outbox.database import lock_for_write
 from outbox.envelope import isoformat
-from outbox.errors import NotFound, ValidationError
+from outbox.errors import ValidationError
 from outbox.models import ApiKey
 from outbox.validation import check_workspace_id
 from worker.access.errors import AuthenticationFailed
 from worker.access.principal import Principal, Scope
+from worker.errors import NotFound
 
 KEY_PREFIX = "cat_ak_"
 """Every API key starts with this, so a leaked one is recognisable (and scannable)."""

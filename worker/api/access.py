@@ -17,7 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
-from outbox.errors import BrokerUnavailable, CatentioError
+from outbox.errors import CatentioError
 from worker.access.errors import AuthenticationFailed
 from worker.access.keys import authenticate
 from worker.access.principal import WORKSPACE_HEADER, Principal
@@ -26,6 +26,7 @@ from worker.api.envelope import data_body, error_body, json_response, list_body
 from worker.api.errors import ApiError, Code, api_error_for
 from worker.api.idempotency import HEADER, IdempotentRequest, check_key, request_hash
 from worker.api.middleware import client_identity
+from worker.errors import BrokerUnavailable
 
 log = structlog.get_logger("worker.api")
 

@@ -23,7 +23,7 @@ from worker.api.envelope import error_body, json_response
 from worker.api.errors import ApiError, Code, api_error_for
 from worker.api.middleware import RequestContext
 from worker.api.openapi import RATE_LIMIT_HEADERS
-from worker.api.routes import events, system, webhooks
+from worker.api.routes import deliveries, events, system, webhooks
 
 log = structlog.get_logger("worker.api")
 
@@ -115,6 +115,7 @@ def create_app(context: ApiContext | None) -> FastAPI:
         app.state.context = context
     app.include_router(system.router)
     app.include_router(webhooks.router)
+    app.include_router(deliveries.router)
     app.include_router(events.router)
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(CatentioError, _on_domain_error)

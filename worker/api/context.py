@@ -13,6 +13,7 @@ from outbox.clock import Clock, utcnow
 from worker.api.idempotency import IdempotencyStore
 from worker.api.ratelimit import RateLimiter
 from worker.endpoints.secretbox import SecretBox
+from worker.ops.replay_runs import ReplayRunner
 from worker.settings import Settings
 
 Ring = Callable[[Sequence[str]], None]
@@ -29,5 +30,6 @@ class ApiContext:
     box: SecretBox
     limiter: RateLimiter
     idempotency: IdempotencyStore
+    replays: ReplayRunner
     ring: Ring | None = None
     clock: Clock = utcnow

@@ -9,16 +9,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from outbox.errors import (
-    CatentioError,
-    Conflict,
-    IdempotencyKeyConflict,
-    NotFound,
-    OwnFailure,
-    PayloadTooLarge,
-    ValidationError,
-)
+from outbox.errors import CatentioError, IdempotencyKeyConflict, PayloadTooLarge, ValidationError
 from worker.access.errors import AuthenticationFailed, PermissionDenied
+from worker.errors import Conflict, NotFound, OwnFailure
 
 
 class Code(StrEnum):

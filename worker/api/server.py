@@ -18,13 +18,14 @@ import uvicorn
 from fastapi import FastAPI
 
 from outbox.clock import Clock, utcnow
-from outbox.errors import ConfigurationError
 from worker.api.app import create_app
 from worker.api.context import ApiContext, Ring
 from worker.api.idempotency import IdempotencyStore
 from worker.api.ratelimit import RateLimiter
 from worker.delivery.bell import Bell
 from worker.endpoints.secretbox import open_secret_box
+from worker.errors import ConfigurationError
+from worker.ops.replay_runs import ReplayRunner
 from worker.runtime import Runtime, ensure_schema, open_database
 from worker.settings import Settings
 
@@ -62,6 +63,7 @@ def build_context(
         box=box,
         limiter=limiter,
         idempotency=IdempotencyStore(sessions, ttl=settings.idempotency_ttl),
+        replays=ReplayRunner(sessions, ring=ring, clock=clock),
         ring=ring,
         clock=clock,
     )
@@ -96,6 +98,7 @@ def context_for_runtime(runtime: Runtime) -> ApiContext:
         box=runtime.box,
         limiter=limiter,
         idempotency=IdempotencyStore(runtime.sessions, ttl=settings.idempotency_ttl),
+        replays=ReplayRunner(runtime.sessions, ring=runtime.dispatch, clock=runtime.clock),
         ring=runtime.dispatch,
         clock=runtime.clock,
     )
@@ -170,7 +173,9 @@ class ApiService:
         self.close(dispose=dispose)
 
     def close(self, *, dispose: bool = True) -> None:
-        """Release the limiter's connections and (``dispose``) the database engine."""
+        """Finish running replays, release the limiter's connections and (``dispose``)
+        the database engine."""
+        self.context.replays.close()
         self.context.limiter.close()
         if dispose:
             self.context.engine.dispose()

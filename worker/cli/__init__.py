@@ -14,15 +14,20 @@ from typing import Any
 import click
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from outbox.errors import (
-    CatentioError,
+from outbox.errors import CatentioError, ValidationError
+from worker.cli.state import State
+from worker.errors import (
     ConfigurationError,
     Conflict,
+    DeliveriesPending,
+    EndpointDisabled,
+    EndpointsDisabled,
+    InvalidCursor,
+    InvalidWindow,
     NotFound,
+    NothingToUpdate,
     OwnFailure,
-    ValidationError,
 )
-from worker.cli.state import State
 from worker.logs import configure_logging
 from worker.settings import Settings
 
@@ -37,6 +42,30 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def explain(exc: CatentioError) -> str:
+    """The error's message with the command line's advice added: the domain says what is
+    wrong; which command or flag puts it right is the command line's to say."""
+    if isinstance(exc, EndpointDisabled):
+        return f"{exc}; enable it first: catentio-webhooks endpoints enable {exc.endpoint_id}"
+    if isinstance(exc, EndpointsDisabled):
+        return (
+            f"{exc}; enable it first (catentio-webhooks endpoints enable ID) "
+            "or use --current-subscribers"
+        )
+    if isinstance(exc, DeliveriesPending):
+        return f"{exc}; disable it and let them finish, or delete with --force"
+    if isinstance(exc, NothingToUpdate):
+        return (
+            f"{exc}: give --url, --events, --header, --description, "
+            "--max-concurrency or --rate-limit"
+        )
+    if isinstance(exc, InvalidCursor):
+        return f"--after {exc}"
+    if isinstance(exc, InvalidWindow):
+        return "--until must be later than --since"
+    return str(exc)
+
+
 class CatentioGroup(click.Group):
     """Turns our errors into one line on stderr and a documented exit code."""
 
@@ -48,9 +77,9 @@ class CatentioGroup(click.Group):
             where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
             fail(f"{exc.format_message()} (see '{where} --help')", EXIT_USAGE)
         except NotFound as exc:
-            fail(str(exc), EXIT_NOT_FOUND)
+            fail(explain(exc), EXIT_NOT_FOUND)
         except (ValidationError, ConfigurationError, Conflict) as exc:
-            fail(str(exc), EXIT_USAGE)
+            fail(explain(exc), EXIT_USAGE)
         except OperationalError as exc:
             fail(f"database unavailable: {str(exc.orig).strip().splitlines()[0]}", EXIT_FAILURE)
         except (OwnFailure, SQLAlchemyError, CatentioError) as exc:

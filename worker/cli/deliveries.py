@@ -5,15 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from sqlalchemy import select
 
-from outbox.errors import DeliveryNotFound
-from outbox.models import Attempt, Delivery
+from outbox.models import Delivery
 from worker.cli import options
 from worker.cli.options import Format, format_options, json_option, pick_format, split_values
 from worker.cli.output import console, print_json, print_jsonl, print_listing, print_record
 from worker.cli.state import State, pass_state
-from worker.ops.history import DeliveryFilter, delivery_page, iter_deliveries
+from worker.ops.history import (
+    DeliveryFilter,
+    delivery_attempts,
+    delivery_page,
+    get_delivery,
+    iter_deliveries,
+)
 from worker.ops.views import attempt_view, delivery_view
 
 SHOWN_BODY_CHARS = 2000
@@ -117,15 +121,8 @@ def deliveries_show(state: State, delivery_id: str, as_json: bool) -> None:
     """One delivery with every attempt: when, how long, what status or error, the
     request headers sent (no secret) and the response headers and body (capped)."""
     with state.sessions()() as session:
-        delivery = session.get(Delivery, delivery_id)
-        if delivery is None:
-            raise DeliveryNotFound(f"no delivery {delivery_id!r}")
-        attempts = [
-            attempt_view(a)
-            for a in session.scalars(
-                select(Attempt).where(Attempt.delivery_id == delivery_id).order_by(Attempt.number)
-            )
-        ]
+        delivery = get_delivery(session, delivery_id)
+        attempts = [attempt_view(a) for a in delivery_attempts(session, delivery_id)]
     view = {**delivery_view(delivery), "attempt_history": attempts}
     if as_json:
         print_json(view)

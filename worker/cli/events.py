@@ -5,11 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from outbox.errors import EventNotFound
-from outbox.models import Delivery, Endpoint, Event
+from outbox.models import Event
 from outbox.publish import publish
 from worker.cli import options
 from worker.cli.options import (
@@ -22,7 +19,14 @@ from worker.cli.options import (
 )
 from worker.cli.output import print_json, print_jsonl, print_listing, print_record
 from worker.cli.state import State, pass_state
-from worker.ops.history import EventFilter, event_page
+from worker.ops.history import (
+    EventFilter,
+    event_deliveries,
+    event_page,
+    fanout_counts,
+    get_event,
+    iter_events,
+)
 from worker.ops.views import delivery_view, event_view, fanout_text
 
 
@@ -67,26 +71,8 @@ def events_publish(
         click.echo(f"published {event.id} ({event.type}) in {event.workspace_id}")
 
 
-def _fanout(session: Session, event_ids: list[str]) -> dict[str, dict[str, int]]:
-    """Per event: how many of its deliveries are in each status."""
-    counts: dict[str, dict[str, int]] = {i: {} for i in event_ids}
-    if event_ids:
-        query = (
-            select(Delivery.event_id, Delivery.status, func.count())
-            .where(Delivery.event_id.in_(event_ids))
-            .group_by(Delivery.event_id, Delivery.status)
-        )
-        for event_id, status, count in session.execute(query):
-            counts[event_id][status] = int(count)
-    return counts
-
-
-def _rows(session: Session, page: list[Event]) -> list[dict[str, Any]]:
-    fanout = _fanout(session, [e.id for e in page])
-    return [
-        {**event_view(e), "deliveries": fanout[e.id], "fanout": fanout_text(fanout[e.id])}
-        for e in page
-    ]
+def _row(event: Event, fanout: dict[str, int]) -> dict[str, Any]:
+    return {**event_view(event), "deliveries": fanout, "fanout": fanout_text(fanout)}
 
 
 @events.command("list")
@@ -126,19 +112,13 @@ def events_list(
     )
     sessions = state.sessions()
     if fmt is Format.JSONL:
-        left = limit
-        while left > 0:
-            with sessions() as session:
-                page = event_page(session, selection, limit=min(500, left), after=cursor)
-                print_jsonl(_rows(session, page.rows))
-            left -= len(page.rows)
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        stream = iter_events(sessions, selection, limit=limit, after=cursor)
+        print_jsonl(_row(event, fanout) for event, fanout in stream)
         return
     with sessions() as session:
         page = event_page(session, selection, limit=limit, after=cursor)
-        rows = _rows(session, page.rows)
+        fanout = fanout_counts(session, [e.id for e in page.rows])
+    rows = [_row(e, fanout[e.id]) for e in page.rows]
     if fmt is Format.JSON:
         print_json(rows)
         return
@@ -161,17 +141,10 @@ def events_list(
 def events_show(state: State, event_id: str, as_json: bool) -> None:
     """One event, its exact body and its fan-out: which endpoints, which statuses."""
     with state.sessions()() as session:
-        event = session.get(Event, event_id)
-        if event is None:
-            raise EventNotFound(f"no event {event_id!r}")
+        event = get_event(session, event_id)
         fanout = [
             {**delivery_view(delivery), "endpoint_url": url}
-            for delivery, url in session.execute(
-                select(Delivery, Endpoint.url)
-                .join(Endpoint, Endpoint.id == Delivery.endpoint_id)
-                .where(Delivery.event_id == event_id)
-                .order_by(Delivery.id)
-            )
+            for delivery, url in event_deliveries(session, event_id)
         ]
     view = {**event_view(event, with_body=True), "deliveries": fanout}
     if as_json:

@@ -19,9 +19,10 @@ from typing import Any, TypeVar
 import click
 
 from outbox.clock import utcnow
-from outbox.errors import InvalidDuration, ValidationError
+from outbox.errors import ValidationError
 from outbox.models import DeliveryStatus
 from worker.durations import parse_moment
+from worker.errors import InvalidDuration
 from worker.ops.history import check_statuses
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -8,8 +8,8 @@ import threading
 import click
 import structlog
 
-from outbox.errors import ConfigurationError
 from worker.cli.state import State, pass_state
+from worker.errors import ConfigurationError
 from worker.runtime import Runtime
 
 log = structlog.get_logger("worker.cli")

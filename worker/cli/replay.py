@@ -10,26 +10,27 @@ extra.
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
 
 import click
 from click.core import ParameterSource
 from sqlalchemy.orm import Session
 
 from outbox.clock import utcnow
-from outbox.errors import BrokerUnavailable, ValidationError
+from outbox.errors import ValidationError
 from outbox.models import DeliveryStatus
 from worker.cli import options
 from worker.cli.options import split_values
 from worker.cli.output import print_json, print_listing, progress_bar
 from worker.cli.state import State, pass_state
-from worker.delivery.bell import Bell
+from worker.delivery import bell
+from worker.delivery.bell import Reach, Ringing
 from worker.durations import format_duration
-from worker.ops.history import DeliveryFilter, count_deliveries, delivery_page
+from worker.ops.history import DeliveryFilter
 from worker.ops.replay import (
     DEFAULT_BATCH_SIZE,
-    BulkReplay,
+    bulk_replay,
     bulk_selection,
+    preview_bulk,
     replay_delivery,
     replay_event,
 )
@@ -38,9 +39,6 @@ from worker.settings import Settings
 
 EXIT_INTERRUPTED = 130
 """Exit code of a bulk replay stopped with Ctrl-C (128 + SIGINT)."""
-
-SAMPLE_SIZE = 10
-"""Deliveries shown by a dry run."""
 
 BULK_DEFAULT_STATUSES = (DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
 """What a bulk replay re-opens unless --status says otherwise."""
@@ -59,38 +57,28 @@ _BULK_OPTIONS = (
 )
 
 
-def _sweeper_delay(settings: Settings) -> str:
-    return format_duration(settings.sweep_after + timedelta(seconds=settings.sweep_interval))
+def ringing_note(settings: Settings, ringing: Ringing) -> str:
+    """What ringing did, for people: whether, and when, the deliveries go out."""
+    within = format_duration(settings.sweep_delay)
+    if ringing.reach is Reach.NOTHING:
+        return "nothing new to send"
+    if ringing.reach is Reach.EMBEDDED:
+        return (
+            "embedded mode (no REDIS_URL): the running `catentio-webhooks run` picks them up "
+            f"within about {within} (its sweeper)"
+        )
+    if ringing.reach is Reach.UNREACHABLE:
+        return (
+            f"broker unreachable ({ringing.error}); the deliveries are pending and the poller's "
+            f"sweeper rings them within about {within} of the broker's return"
+        )
+    return "the workers were notified"
 
 
-def ring_now(settings: Settings, delivery_ids: list[str]) -> tuple[bool, str]:
+def tell_workers(settings: Settings, delivery_ids: list[str]) -> tuple[bool, str]:
     """Ring the workers for ``delivery_ids``; (whether they were rung, a note for people)."""
-    if not delivery_ids:
-        return False, "nothing new to send"
-    bell = Bell.for_settings(settings)
-    if bell is None:
-        return False, _embedded_note(settings)
-    try:
-        bell.ring(delivery_ids)
-    except BrokerUnavailable as exc:
-        return False, _unreachable_note(settings, str(exc))
-    finally:
-        bell.close()
-    return True, "the workers were notified"
-
-
-def _embedded_note(settings: Settings) -> str:
-    return (
-        "embedded mode (no REDIS_URL): the running `catentio-webhooks run` picks them up "
-        f"within about {_sweeper_delay(settings)} (its sweeper)"
-    )
-
-
-def _unreachable_note(settings: Settings, error: str) -> str:
-    return (
-        f"broker unreachable ({error}); the deliveries are pending and the poller's sweeper "
-        f"rings them within about {_sweeper_delay(settings)} of the broker's return"
-    )
+    ringing = bell.ring_now(settings, delivery_ids)
+    return ringing.rung, ringing_note(settings, ringing)
 
 
 @click.group("replay", invoke_without_command=True)
@@ -190,10 +178,9 @@ def run_bulk(
     """Count, show a sample, confirm, then re-open the selection batch by batch."""
     sessions = state.sessions()
     with sessions() as session:
-        matched = count_deliveries(session, selection)
-        sample = [
-            delivery_view(d) for d in delivery_page(session, selection, limit=SAMPLE_SIZE).rows
-        ]
+        preview = preview_bulk(session, selection)
+    matched = preview.matched
+    sample = [delivery_view(d) for d in preview.sample]
     what = f"{', '.join(selection.statuses)} deliveries to {selection.endpoint_id}"
     if dry_run or matched == 0:
         if as_json:
@@ -210,40 +197,26 @@ def run_bulk(
         return
     if not yes:
         click.confirm(f"Replay {matched} {what}?", abort=True, err=True)
-    bell = Bell.for_settings(state.settings)
-    job = BulkReplay(
-        sessions=sessions,
-        selection=selection,
-        ring=bell.ring if bell is not None else None,
-        batch_size=batch_size,
-        rate=rate,
-    )
-    try:
-        with progress_bar("replaying", matched) as advance:
-            job.run(progress=advance)
-    except KeyboardInterrupt:
-        click.echo(
-            f"interrupted: {job.reopened} of {matched} re-opened (they will be sent); "
-            "run the same command again to replay the rest",
-            err=True,
-        )
-        sys.exit(EXIT_INTERRUPTED)
-    finally:
-        if bell is not None:
-            bell.close()
-    if bell is None:
-        rung, note = False, _embedded_note(state.settings)
-    elif job.ring_error is not None:
-        rung, note = False, _unreachable_note(state.settings, job.ring_error)
-    else:
-        rung, note = job.reopened > 0, "the workers were notified"
+    with bulk_replay(sessions, state.settings, selection, rate=rate, batch_size=batch_size) as job:
+        try:
+            with progress_bar("replaying", matched) as advance:
+                job.run(progress=advance)
+        except KeyboardInterrupt:
+            click.echo(
+                f"interrupted: {job.reopened} of {matched} re-opened (they will be sent); "
+                "run the same command again to replay the rest",
+                err=True,
+            )
+            sys.exit(EXIT_INTERRUPTED)
+    ringing = job.ringing()
+    note = ringing_note(state.settings, ringing)
     if as_json:
         print_json(
             {
                 "dry_run": False,
                 "matched": matched,
                 "reopened": job.reopened,
-                "rung": rung,
+                "rung": ringing.rung,
                 "note": note,
             }
         )
@@ -269,7 +242,7 @@ def replay_one(state: State, delivery_id: str, dry_run: bool, as_json: bool) -> 
         outcome = replay_delivery(session, delivery_id, now=utcnow())
         _dry_run_rollback(session, dry_run)
     reopened = outcome.reopened and not dry_run
-    rung, note = ring_now(state.settings, [delivery_id] if reopened else [])
+    rung, note = tell_workers(state.settings, [delivery_id] if reopened else [])
     if not outcome.reopened:
         note = "already pending: it will be sent by itself, nothing to do"
     elif dry_run:
@@ -312,7 +285,7 @@ def replay_event_command(
             session, event_id, now=utcnow(), current_subscribers=current_subscribers
         )
         _dry_run_rollback(session, dry_run)
-    rung, note = ring_now(state.settings, [] if dry_run else outcome.to_ring)
+    rung, note = tell_workers(state.settings, [] if dry_run else outcome.to_ring)
     view = {
         "event_id": event_id,
         "dry_run": dry_run,

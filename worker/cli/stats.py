@@ -5,11 +5,11 @@ from __future__ import annotations
 import click
 
 from outbox.clock import utcnow
-from outbox.errors import InvalidDuration
 from worker.cli.options import json_option
 from worker.cli.output import print_json, print_listing, print_record
 from worker.cli.state import State, pass_state
 from worker.durations import format_duration, parse_duration
+from worker.errors import InvalidDuration
 from worker.ops.stats import DEFAULT_TOP, collect, stats_view
 
 

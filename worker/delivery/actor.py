@@ -5,8 +5,8 @@ from __future__ import annotations
 import dramatiq
 import structlog
 
-from outbox.errors import OwnFailure
 from worker.delivery.deliverer import Deliverer
+from worker.errors import OwnFailure
 from worker.settings import Settings
 
 log = structlog.get_logger("worker.actors")

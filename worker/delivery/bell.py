@@ -11,12 +11,14 @@ outside: the rows wait until that process's sweeper rings them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 
 import dramatiq
 
-from outbox.errors import BrokerUnavailable
 from worker.delivery.actor import DELIVER
 from worker.delivery.broker import build_broker
+from worker.errors import BrokerUnavailable
 from worker.settings import Settings
 
 
@@ -58,3 +60,44 @@ class Bell:
     def close(self) -> None:
         """Close the broker's connections."""
         self._broker.close()
+
+
+class Reach(StrEnum):
+    """Where a ring went."""
+
+    NOTHING = "nothing"
+    """There was nothing to ring for."""
+    WORKERS = "workers"
+    """The broker the workers consume took the messages."""
+    EMBEDDED = "embedded"
+    """No broker another process can reach (no ``REDIS_URL``): the ``run`` process's
+    sweeper picks the deliveries up."""
+    UNREACHABLE = "unreachable"
+    """The broker could not be reached; the sweeper rings once it is back."""
+
+
+@dataclass(frozen=True)
+class Ringing:
+    """What ringing did. ``rung``: the workers were asked to look now. Either way the
+    rows are pending, and within ``Settings.sweep_delay`` the sweeper rings them."""
+
+    reach: Reach
+    rung: bool
+    error: str | None = None
+
+
+def ring_now(settings: Settings, delivery_ids: Sequence[str]) -> Ringing:
+    """Ring the workers for ``delivery_ids`` from a process that runs none (the command
+    line, the API); never raises for an unreachable broker."""
+    if not delivery_ids:
+        return Ringing(Reach.NOTHING, rung=False)
+    bell = Bell.for_settings(settings)
+    if bell is None:
+        return Ringing(Reach.EMBEDDED, rung=False)
+    try:
+        bell.ring(delivery_ids)
+    except BrokerUnavailable as exc:
+        return Ringing(Reach.UNREACHABLE, rung=False, error=str(exc))
+    finally:
+        bell.close()
+    return Ringing(Reach.WORKERS, rung=True)

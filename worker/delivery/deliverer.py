@@ -27,10 +27,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from outbox import ids
 from outbox.clock import Clock, utcnow
 from outbox.database import lock_for_write
-from outbox.errors import DatabaseUnavailable, InvalidEndpointURL
 from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event, Trigger
 from worker.endpoints.secretbox import SecretBox
 from worker.endpoints.signing import signing_keys
+from worker.errors import DatabaseUnavailable, InvalidEndpointURL
 from worker.http.errors import InvalidURL
 from worker.http.headers import build_headers, headers_for_record
 from worker.http.sender import Sender, SendResult

@@ -23,8 +23,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from outbox.errors import ValidationError
 from outbox.models import Endpoint, Event
+from worker.errors import InvalidPayloadFilter
 
 MAX_DEPTH = 8
 """Deepest nesting of and/or/not accepted."""
@@ -40,10 +40,6 @@ LOGICAL = ("and", "or")
 OPERATORS = ("eq", "ne", "in", "exists", *COMPARISONS, *LOGICAL, "not")
 
 _MISSING = object()
-
-
-class InvalidPayloadFilter(ValidationError):
-    """A payload filter that is not a valid predicate (the message says where)."""
 
 
 def check_filter(value: object) -> dict[str, Any]:

@@ -17,12 +17,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from outbox import ids
 from outbox.clock import Clock, utcnow
 from outbox.database import lock_for_write
-from outbox.errors import Conflict, EndpointNotFound, ValidationError
+from outbox.errors import ValidationError
 from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint
-from outbox.validation import check_event_filter, check_workspace_id
+from outbox.validation import check_workspace_id
+from worker.endpoints.filters import check_event_filter
 from worker.endpoints.predicate import check_filter
 from worker.endpoints.secretbox import SecretBox
 from worker.endpoints.signing import new_signing_secret
+from worker.errors import DeliveriesPending, EndpointNotFound, NothingToUpdate
 from worker.http.headers import check_custom_headers
 from worker.http.urls import check_endpoint_url
 from worker.settings import DEFAULT_MAX_HEADER_BYTES
@@ -110,12 +112,25 @@ def lock_endpoint(session: Session, endpoint_id: str) -> Endpoint:
     return endpoint
 
 
-def count_deliveries(session: Session, endpoint_id: str, status: str) -> int:
-    """How many of the endpoint's deliveries have ``status``."""
-    query = select(func.count()).where(
-        Delivery.endpoint_id == endpoint_id, Delivery.status == status
+def list_endpoints(session: Session, *, workspace_id: str | None = None) -> list[Endpoint]:
+    """Every endpoint (of one workspace, if given), oldest first."""
+    query = select(Endpoint).order_by(Endpoint.id)
+    if workspace_id:
+        query = query.where(Endpoint.workspace_id == workspace_id)
+    return list(session.scalars(query))
+
+
+def deliveries_by_status(session: Session, endpoint_id: str) -> dict[str, int]:
+    """How many of the endpoint's deliveries are in each status (every status, zeros too)."""
+    counts = dict.fromkeys(DeliveryStatus.ALL, 0)
+    query = (
+        select(Delivery.status, func.count())
+        .where(Delivery.endpoint_id == endpoint_id)
+        .group_by(Delivery.status)
     )
-    return int(session.scalar(query) or 0)
+    for status, count in session.execute(query):
+        counts[status] = int(count)
+    return counts
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,10 +172,7 @@ def update_endpoint(
     """Validate and apply ``changes``. New event filters apply to events fanned out from
     now on; deliveries already made keep going to the endpoint's (new) URL."""
     if changes.empty():
-        raise ValidationError(
-            "nothing to update: give --url, --events, --header, --description, "
-            "--max-concurrency, --rate-limit or --filter"
-        )
+        raise NothingToUpdate("nothing to update")
     endpoint = lock_endpoint(session, endpoint_id)
     if changes.url is not None:
         check_endpoint_url(changes.url)
@@ -188,6 +200,24 @@ def update_endpoint(
     return endpoint
 
 
+def check_deletion(session: Session, endpoint_id: str, *, force: bool) -> int:
+    """How many deliveries deleting the endpoint takes with it.
+
+    Raises ``EndpointNotFound``, and ``DeliveriesPending`` while deliveries are pending
+    (unless ``force``): they would never be sent.
+    """
+    get_endpoint(session, endpoint_id)
+    counts = deliveries_by_status(session, endpoint_id)
+    pending = counts[DeliveryStatus.PENDING]
+    if pending and not force:
+        raise DeliveriesPending(
+            f"endpoint {endpoint_id} has {pending} pending deliveries that would never be sent",
+            endpoint_id=endpoint_id,
+            pending=pending,
+        )
+    return sum(counts.values())
+
+
 def delete_endpoint(
     sessions: sessionmaker[Session],
     endpoint_id: str,
@@ -198,17 +228,10 @@ def delete_endpoint(
     """Delete the endpoint, its deliveries and their attempts; returns how many
     deliveries went. Deliveries go in batches, each its own short transaction.
 
-    Refused with ``Conflict`` while deliveries are pending, unless ``force``: they would
-    never be sent.
+    Refused as :func:`check_deletion` refuses.
     """
     with sessions() as session:
-        get_endpoint(session, endpoint_id)
-        pending = count_deliveries(session, endpoint_id, DeliveryStatus.PENDING)
-    if pending and not force:
-        raise Conflict(
-            f"endpoint {endpoint_id} has {pending} pending deliveries that would never be "
-            "sent; disable it and let them finish, or delete with --force"
-        )
+        check_deletion(session, endpoint_id, force=force)
     deleted = 0
     while True:
         with sessions() as session, session.begin():

@@ -20,11 +20,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from outbox.envelope import isoformat
-from outbox.errors import Conflict, ValidationError
+from outbox.errors import ValidationError
 from outbox.models import Endpoint
 from worker.endpoints.registry import lock_endpoint
 from worker.endpoints.secretbox import SecretBox
 from worker.endpoints.signing import new_signing_secret
+from worker.errors import Conflict
 
 DEFAULT_GRACE = timedelta(hours=24)
 """How long replaced secrets keep signing after a rotation."""

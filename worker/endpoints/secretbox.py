@@ -15,10 +15,13 @@ from pathlib import Path
 
 import structlog
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
-from outbox.database import normalize_url
-from outbox.errors import ConfigurationError
+from outbox.database import lock_for_write, normalize_url
+from outbox.models import Endpoint
+from worker.errors import ConfigurationError
 
 log = structlog.get_logger("worker.secretbox")
 
@@ -56,6 +59,19 @@ class SecretBox:
             return self._fernet.rotate(token.encode()).decode()
         except InvalidToken as exc:
             raise ConfigurationError("a secret cannot be decrypted with any key given") from exc
+
+
+def reencrypt_secrets(session: Session, box: SecretBox) -> int:
+    """Re-encrypt every endpoint secret under the box's newest key, in the caller's
+    transaction (the endpoints' rows locked); returns how many secrets were."""
+    lock_for_write(session)
+    count = 0
+    for endpoint in session.scalars(select(Endpoint).with_for_update()):
+        endpoint.secrets = [
+            {**entry, "secret": box.rotate(entry["secret"])} for entry in endpoint.secrets
+        ]
+        count += len(endpoint.secrets)
+    return count
 
 
 def generate_key() -> str:

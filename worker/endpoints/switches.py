@@ -112,3 +112,14 @@ def release_paused(
             )
         released.extend(batch)
         last = batch[-1]
+
+
+def resume_endpoint(
+    sessions: sessionmaker[Session], endpoint_id: str, *, now: datetime
+) -> list[str] | None:
+    """Resume a paused endpoint and make what its pause held due now; returns the ids
+    released, to be rung (``None``: it was not paused)."""
+    with sessions() as session, session.begin():
+        if not set_paused(session, endpoint_id, False, now=now):
+            return None
+    return release_paused(sessions, endpoint_id, now=now)

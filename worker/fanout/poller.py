@@ -26,7 +26,7 @@ from outbox import ids
 from outbox.clock import Clock, utcnow
 from outbox.database import lock_for_write
 from outbox.models import Delivery, DeliveryStatus, Endpoint, Event, Trigger
-from outbox.validation import matches_any
+from worker.endpoints.filters import matches_any
 from worker.endpoints.predicate import accepting
 from worker.ops.retention import Retention
 

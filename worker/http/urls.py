@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from outbox.errors import InvalidEndpointURL
+from worker.errors import InvalidEndpointURL
 
 MAX_URL_LENGTH = 2048
 """Longest accepted endpoint URL, in characters."""

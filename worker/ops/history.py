@@ -17,18 +17,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, or_, select, true
-from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
+from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from outbox import ids
 from outbox.errors import ValidationError
 from outbox.idtime import id_floor
-from outbox.models import Delivery, DeliveryStatus, Event
-from outbox.validation import check_event_filter
+from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event
+from worker.endpoints.filters import check_event_filter, type_condition
+from worker.errors import DeliveryNotFound, EventNotFound, InvalidCursor, InvalidWindow
 
 T = TypeVar("T")
-
-_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
 @dataclass(frozen=True)
@@ -41,32 +40,11 @@ class Page(Generic[T]):
 
 def check_cursor(cursor: str, prefix: str) -> str:
     """``cursor`` if it is an id with ``prefix`` (as ``next_cursor`` hands out)."""
-    body = cursor[len(prefix) + 1 :]
-    if (
-        not cursor.startswith(prefix + "_")
-        or len(body) != 26
-        or any(c not in _ALPHABET for c in body)
-    ):
-        raise ValidationError(
-            f"--after {cursor!r} is not a {prefix}_… cursor (use next_cursor of the previous page)"
+    if not ids.is_id(cursor, prefix):
+        raise InvalidCursor(
+            f"{cursor!r} is not a {prefix}_… cursor (use next_cursor of the previous page)"
         )
     return cursor
-
-
-def type_condition(
-    column: InstrumentedAttribute[str], patterns: Sequence[str]
-) -> ColumnElement[bool]:
-    """Event types matching any of ``patterns``: ``run.succeeded``, ``run.*`` or ``*``."""
-    checked = [check_event_filter(p) for p in patterns]
-    if "*" in checked:
-        return true()
-    clauses: list[ColumnElement[bool]] = []
-    for pattern in checked:
-        if pattern.endswith(".*"):
-            clauses.append(column.startswith(pattern[:-1], autoescape=True))
-        else:
-            clauses.append(column == pattern)
-    return or_(*clauses)
 
 
 def check_statuses(statuses: Sequence[str]) -> tuple[str, ...]:
@@ -82,7 +60,7 @@ def check_statuses(statuses: Sequence[str]) -> tuple[str, ...]:
 def check_window(since: datetime | None, until: datetime | None) -> None:
     """Refuse a window that ends before it starts."""
     if since is not None and until is not None and until <= since:
-        raise ValidationError("--until must be later than --since")
+        raise InvalidWindow("until must be later than since")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -233,3 +211,72 @@ def count_deliveries(session: Session, selection: DeliveryFilter) -> int:
     """How many deliveries the filter selects."""
     query = select(func.count()).select_from(Delivery).where(*selection.conditions())
     return int(session.scalar(query) or 0)
+
+
+def get_delivery(session: Session, delivery_id: str) -> Delivery:
+    """The delivery, or :class:`~worker.errors.DeliveryNotFound`."""
+    delivery = session.get(Delivery, delivery_id)
+    if delivery is None:
+        raise DeliveryNotFound(f"no delivery {delivery_id!r}")
+    return delivery
+
+
+def delivery_attempts(session: Session, delivery_id: str) -> list[Attempt]:
+    """Every attempt of the delivery, first to last."""
+    query = select(Attempt).where(Attempt.delivery_id == delivery_id).order_by(Attempt.number)
+    return list(session.scalars(query))
+
+
+def get_event(session: Session, event_id: str) -> Event:
+    """The event, or :class:`~worker.errors.EventNotFound`."""
+    event = session.get(Event, event_id)
+    if event is None:
+        raise EventNotFound(f"no event {event_id!r}")
+    return event
+
+
+def event_deliveries(session: Session, event_id: str) -> list[tuple[Delivery, str]]:
+    """The event's fan-out: each of its deliveries with its endpoint's URL, oldest first."""
+    query = (
+        select(Delivery, Endpoint.url)
+        .join(Endpoint, Endpoint.id == Delivery.endpoint_id)
+        .where(Delivery.event_id == event_id)
+        .order_by(Delivery.id)
+    )
+    return [(delivery, url) for delivery, url in session.execute(query)]
+
+
+def fanout_counts(session: Session, event_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Per event: how many of its deliveries are in each status."""
+    counts: dict[str, dict[str, int]] = {i: {} for i in event_ids}
+    if event_ids:
+        query = (
+            select(Delivery.event_id, Delivery.status, func.count())
+            .where(Delivery.event_id.in_(list(event_ids)))
+            .group_by(Delivery.event_id, Delivery.status)
+        )
+        for event_id, status, count in session.execute(query):
+            counts[event_id][status] = int(count)
+    return counts
+
+
+def iter_events(
+    sessions: sessionmaker[Session],
+    selection: EventFilter,
+    *,
+    limit: int,
+    after: str | None = None,
+    batch_size: int = 500,
+) -> Iterator[tuple[Event, dict[str, int]]]:
+    """Up to ``limit`` events, newest first, each with its fan-out counts, read
+    ``batch_size`` at a time with a short session per batch."""
+    left = limit
+    while left > 0:
+        with sessions() as session:
+            page = event_page(session, selection, limit=min(batch_size, left), after=after)
+            fanout = fanout_counts(session, [e.id for e in page.rows])
+        yield from ((event, fanout[event.id]) for event in page.rows)
+        left -= len(page.rows)
+        if page.next_cursor is None:
+            return
+        after = page.next_cursor

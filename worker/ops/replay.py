@@ -15,7 +15,8 @@ selection, so an interrupted run can simply be started again.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -26,18 +27,23 @@ from sqlalchemy.orm import Session, sessionmaker
 from outbox import ids
 from outbox.clock import Clock, utcnow
 from outbox.database import lock_for_write
-from outbox.errors import (
-    BrokerUnavailable,
-    Conflict,
-    DeliveryNotFound,
-    EventNotFound,
-    ValidationError,
-)
+from outbox.errors import ValidationError
 from outbox.models import Delivery, DeliveryStatus, Endpoint, Event, Trigger
-from outbox.validation import matches_any
+from worker.delivery.bell import Bell, Reach, Ringing
+from worker.endpoints.filters import matches_any
 from worker.endpoints.predicate import accepting
 from worker.endpoints.registry import get_endpoint
-from worker.ops.history import DeliveryFilter, delivery_id_batches
+from worker.errors import BrokerUnavailable, Conflict, EndpointDisabled, EndpointsDisabled
+from worker.fanout.poller import Dispatch
+from worker.ops.history import (
+    DeliveryFilter,
+    count_deliveries,
+    delivery_id_batches,
+    delivery_page,
+    get_delivery,
+    get_event,
+)
+from worker.settings import Settings
 
 REPLAYABLE = DeliveryStatus.FINISHED
 """Statuses a replay re-opens: succeeded, failed, skipped (pending is already waiting)."""
@@ -45,15 +51,15 @@ REPLAYABLE = DeliveryStatus.FINISHED
 DEFAULT_BATCH_SIZE = 500
 """Deliveries re-opened per transaction in a bulk replay."""
 
-Ring = Callable[[Sequence[str]], None]
-"""Asks the workers to look at these deliveries now (``Bell.ring``)."""
+SAMPLE_SIZE = 10
+"""Deliveries a bulk replay's preview shows."""
 
 
-def disabled_message(endpoint: Endpoint) -> str:
-    """Why a replay to ``endpoint`` is refused, and what to do about it."""
-    return (
-        f"endpoint {endpoint.id} is disabled ({endpoint.disabled_reason or 'no reason given'});"
-        f" enable it first: catentio-webhooks endpoints enable {endpoint.id}"
+def refuse_disabled(endpoint: Endpoint) -> EndpointDisabled:
+    """The error refusing a replay to the disabled ``endpoint``: it would only be skipped."""
+    reason = endpoint.disabled_reason or "no reason given"
+    return EndpointDisabled(
+        f"endpoint {endpoint.id} is disabled ({reason})", endpoint_id=endpoint.id
     )
 
 
@@ -113,15 +119,13 @@ def replay_delivery(session: Session, delivery_id: str, *, now: datetime) -> Del
     """Re-open one delivery. Raises ``DeliveryNotFound``, or ``Conflict`` when its
     endpoint is disabled."""
     lock_for_write(session)
-    delivery = session.get(Delivery, delivery_id)
-    if delivery is None:
-        raise DeliveryNotFound(f"no delivery {delivery_id!r}")
+    delivery = get_delivery(session, delivery_id)
     endpoint = get_endpoint(session, delivery.endpoint_id)
     url, paused = endpoint.url, endpoint.paused
     if delivery.status == DeliveryStatus.PENDING:
         return DeliveryReplay(delivery_id, url, paused, reopened=False)
     if not endpoint.enabled:
-        raise Conflict(disabled_message(endpoint))
+        raise refuse_disabled(endpoint)
     reopened = bool(reopen(session, [delivery_id], now=now))
     return DeliveryReplay(delivery_id, url, paused, reopened)
 
@@ -154,9 +158,7 @@ def replay_event(
     every delivery it has goes to a disabled endpoint.
     """
     lock_for_write(session)
-    event = session.get(Event, event_id)
-    if event is None:
-        raise EventNotFound(f"no event {event_id!r}")
+    event = get_event(session, event_id)
     if event.dispatched_at is None:
         raise Conflict(f"event {event_id} is still waiting in the outbox: nothing sent yet")
     rows = session.execute(
@@ -190,9 +192,8 @@ def replay_event(
         delivered_to = {endpoint.id for _, _, endpoint in rows}
         outcome.created = _create(session, event, sorted(targets - delivered_to), now)
     if outcome.disabled and not (outcome.to_ring or outcome.already_pending):
-        raise Conflict(
-            f"every delivery of {event_id} goes to a disabled endpoint; enable it first "
-            "(catentio-webhooks endpoints enable ID) or use --current-subscribers"
+        raise EndpointsDisabled(
+            f"every delivery of {event_id} goes to a disabled endpoint", event_id=event_id
         )
     return outcome
 
@@ -249,7 +250,7 @@ def bulk_selection(
         raise ValidationError("a bulk replay needs the statuses to replay")
     endpoint = get_endpoint(session, endpoint_id)
     if not endpoint.enabled:
-        raise Conflict(disabled_message(endpoint))
+        raise refuse_disabled(endpoint)
     return DeliveryFilter(
         endpoint_id=endpoint_id,
         statuses=tuple(statuses),
@@ -257,6 +258,22 @@ def bulk_selection(
         until=until,
         event_types=tuple(event_types),
     )
+
+
+@dataclass(frozen=True)
+class BulkPreview:
+    """What a bulk replay would re-open: how many, and the newest few."""
+
+    matched: int
+    sample: list[Delivery]
+
+
+def preview_bulk(
+    session: Session, selection: DeliveryFilter, *, sample_size: int = SAMPLE_SIZE
+) -> BulkPreview:
+    """Count the selection and read its newest ``sample_size`` rows (the dry run)."""
+    sample = delivery_page(session, selection, limit=sample_size).rows
+    return BulkPreview(count_deliveries(session, selection), sample)
 
 
 @dataclass
@@ -269,7 +286,7 @@ class BulkReplay:
 
     sessions: sessionmaker[Session]
     selection: DeliveryFilter
-    ring: Ring | None = None
+    ring: Dispatch | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
     rate: float | None = None
     clock: Clock = utcnow
@@ -298,6 +315,15 @@ class BulkReplay:
                     self.sleep(ahead)
         return self.reopened
 
+    def ringing(self) -> Ringing:
+        """Whether the workers were told about the re-opened deliveries (without a bell,
+        or once the broker failed, the sweeper rings them)."""
+        if self.ring is None:
+            return Ringing(Reach.EMBEDDED, rung=False)
+        if self.ring_error is not None:
+            return Ringing(Reach.UNREACHABLE, rung=False, error=self.ring_error)
+        return Ringing(Reach.WORKERS, rung=self.reopened > 0)
+
     def _ring(self, delivery_ids: list[str]) -> None:
         if self.ring is None or not delivery_ids or self.ring_error is not None:
             return
@@ -306,3 +332,29 @@ class BulkReplay:
         except BrokerUnavailable as exc:
             # The rows are committed and pending; the sweeper rings them later.
             self.ring_error = str(exc)
+
+
+@contextmanager
+def bulk_replay(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    selection: DeliveryFilter,
+    *,
+    rate: float | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Iterator[BulkReplay]:
+    """A bulk replay of ``selection`` that rings the workers through the settings' bell
+    (none in embedded mode), closed on exit. ``job.run()`` replays; if it is interrupted,
+    ``job.reopened`` says how far it got; ``job.ringing()`` whether the workers know."""
+    bell = Bell.for_settings(settings)
+    try:
+        yield BulkReplay(
+            sessions=sessions,
+            selection=selection,
+            ring=bell.ring if bell is not None else None,
+            batch_size=batch_size,
+            rate=rate,
+        )
+    finally:
+        if bell is not None:
+            bell.close()

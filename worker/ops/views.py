@@ -114,6 +114,18 @@ def activity_view(activity: Activity) -> dict[str, Any]:
     }
 
 
+def endpoint_state(endpoint: Endpoint) -> str:
+    """``disabled``, ``paused`` or ``enabled``."""
+    if not endpoint.enabled:
+        return "disabled"
+    return "paused" if endpoint.paused else "enabled"
+
+
+def endpoint_health_view(endpoint: Endpoint, activity: Activity) -> dict[str, Any]:
+    """An endpoint with its recent activity and its state in one word."""
+    return {**endpoint_view(endpoint), **activity_view(activity), "state": endpoint_state(endpoint)}
+
+
 def fanout_text(statuses: dict[str, int]) -> str:
     """``{"succeeded": 2, "failed": 1}`` → ``"failed 1, succeeded 2"`` ("-": none)."""
     return ", ".join(f"{status} {count}" for status, count in sorted(statuses.items())) or "-"

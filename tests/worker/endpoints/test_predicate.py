@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from worker.endpoints.predicate import InvalidPayloadFilter, check_filter, matches
+from worker.endpoints.predicate import check_filter, matches
+from worker.errors import InvalidPayloadFilter
 
 DATA: dict[str, Any] = {
     "status": "failed",

@@ -13,9 +13,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from outbox import DeliveryStatus
-from outbox.errors import BrokerUnavailable, DatabaseUnavailable
 from tests.worker.policy.conftest import Harness
 from worker.demo.receiver import Reply
+from worker.errors import BrokerUnavailable, DatabaseUnavailable
 from worker.fanout.poller import Poller
 
 

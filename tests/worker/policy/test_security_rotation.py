@@ -11,10 +11,11 @@ import pytest
 
 from catentio_signing import Webhook, WebhookVerificationError
 from outbox import DeliveryStatus
-from outbox.errors import Conflict, EndpointNotFound, ValidationError
+from outbox.errors import ValidationError
 from tests.worker.policy.conftest import Harness, cli_env, run_cli
 from worker.demo.receiver import Received
 from worker.endpoints.rotation import MAX_ACTIVE_SECRETS, rotate_secret
+from worker.errors import Conflict, EndpointNotFound
 
 GRACE = timedelta(hours=24)
 

@@ -18,12 +18,12 @@ from sqlalchemy import select
 
 from outbox import Attempt, Endpoint
 from outbox.database import make_engine, make_session_factory
-from outbox.errors import ConfigurationError
 from outbox.migrate import upgrade
 from tests.worker.policy.conftest import Harness, cli_env, logging_restored, run_cli
 from worker.demo.receiver import always
 from worker.endpoints.registry import create_endpoint
 from worker.endpoints.secretbox import SecretBox, generate_key, key_file_for, open_secret_box
+from worker.errors import ConfigurationError
 
 
 def test_secrets_are_stored_encrypted(harness: Harness) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from outbox import DeliveryStatus
-from outbox.errors import ConfigurationError
 from worker.demo.receiver import always
+from worker.errors import ConfigurationError
 from worker.http.addresses import is_permitted
 from worker.http.transport import GuardedTransport
 from worker.settings import Settings

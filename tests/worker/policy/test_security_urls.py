@@ -7,8 +7,9 @@ import pytest
 
 from catentio_signing import Webhook
 from outbox import DeliveryStatus
-from outbox.errors import InvalidEndpointURL, ValidationError
+from outbox.errors import ValidationError
 from tests.worker.policy.conftest import Harness
+from worker.errors import InvalidEndpointURL
 from worker.http.headers import PROTECTED_HEADERS, USER_AGENT
 from worker.http.urls import MAX_URL_LENGTH, check_endpoint_url
 

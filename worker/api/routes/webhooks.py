@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from outbox import ids
-from outbox.errors import CatentioError, InvalidEndpointURL, InvalidEventFilter
+from outbox.errors import CatentioError
 from worker.api import cursor
 from worker.api.access import Caller, Reader, Writer
 from worker.api.envelope import Envelope, ListEnvelope, wire
@@ -25,7 +25,6 @@ from worker.api.schemas.webhooks import (
     WebhookWithSecret,
     webhook_of,
 )
-from worker.endpoints.predicate import InvalidPayloadFilter
 from worker.endpoints.registry import (
     EndpointChanges,
     create_endpoint,
@@ -41,6 +40,7 @@ from worker.endpoints.switches import (
     release_paused,
     set_paused,
 )
+from worker.errors import InvalidEndpointURL, InvalidEventFilter, InvalidPayloadFilter
 
 FIELDS: dict[type[CatentioError], str] = {
     InvalidEndpointURL: "url",
