@@ -21,6 +21,15 @@ from worker.access.keys import create_key
 from worker.demo.receiver import Receiver
 
 
+def wait_until(condition: Any, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return bool(condition())
+
+
 def started_port(process: subprocess.Popen[str], timeout: float = 30) -> int:
     """The port of the process's ``api.started`` log line (then keep draining stderr)."""
     assert process.stderr is not None
@@ -42,7 +51,8 @@ def started_port(process: subprocess.Popen[str], timeout: float = 30) -> int:
 def test_run_serves_the_api_and_delivers_what_it_publishes(
     sqlite_url: str, receiver: Receiver
 ) -> None:
-    """Through `run`'s API: register an endpoint, publish, and the receiver verifies it."""
+    """Through `run`'s API, as a new user: register an endpoint, publish, see it delivered
+    in the history, replay it (the receiver gets the same webhook-id again)."""
     engine = make_engine(sqlite_url)
     upgrade(engine)
     with Session(engine) as session, session.begin():
@@ -78,9 +88,16 @@ def test_run_serves_the_api_and_delivers_what_it_publishes(
             published = client.post("/v1/events", json={"type": "run.succeeded", "data": {"n": 1}})
             assert published.status_code == 201, published.text
             assert receiver.wait_for(1, path="/hook", timeout=30)
-        (request,) = receiver.received("/hook")
-        assert request.verified
-        assert request.headers["webhook-id"] == published.json()["data"]["id"]
+            path = f"/v1/webhooks/{created['id']}/deliveries"
+            assert wait_until(lambda: client.get(path).json()["data"][0]["status"] == "succeeded")
+            (delivery,) = client.get(path).json()["data"]
+            replayed = client.post(f"{path}/{delivery['id']}/replay").json()["data"]
+            assert replayed["reopened"] is True
+            assert receiver.wait_for(2, path="/hook", timeout=30)
+        first, second = receiver.received("/hook")
+        assert first.verified and second.verified
+        event_id = published.json()["data"]["id"]
+        assert first.headers["webhook-id"] == second.headers["webhook-id"] == event_id
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
