@@ -129,14 +129,14 @@ def authenticate(sessions: sessionmaker[Session], key: str, *, now: datetime) ->
 
 
 def key_view(record: ApiKey) -> dict[str, object]:
-    """A key as people see it: never the key, only its last characters."""
+    """A key as people see it: never the key, only its last four characters (hint)."""
     return {
         "id": record.id,
         "workspace_id": record.workspace_id,
         "all_workspaces": record.workspace_id is None,
         "name": record.name,
         "scope": record.scope,
-        "hint": "…" + record.hint,
+        "hint": record.hint,
         "created_at": isoformat(record.created_at),
         "last_used_at": isoformat(record.last_used_at) if record.last_used_at else None,
         "revoked_at": isoformat(record.revoked_at) if record.revoked_at else None,
