@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import Select, create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+
+T = TypeVar("T")
 
 DEFAULT_SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for the write lock before giving up."""
@@ -96,6 +98,16 @@ def lock_for_write(session: Session) -> None:
     if transaction is not None and bind in getattr(transaction, "_connections", {}):
         return
     session.connection(execution_options={_IMMEDIATE: True})
+
+
+def skip_locked(session: Session, query: Select[T]) -> Select[T]:
+    """``query`` with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, for a batch claim that
+    several processes make at once: each takes rows the others have not locked, none
+    waits. On SQLite the transaction's write lock (:func:`lock_for_write`) serialises
+    the claims instead, and the query is left as it is."""
+    if session.get_bind().dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=True)
+    return query
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

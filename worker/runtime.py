@@ -32,7 +32,7 @@ from worker.http.sender import Sender
 from worker.http.transport import GuardedTransport
 from worker.settings import Settings
 
-log = structlog.get_logger("worker.runtime")
+log = structlog.get_logger(__name__)
 
 
 def open_database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:

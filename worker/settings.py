@@ -67,6 +67,18 @@ DEFAULT_LIMITED_RETRY = timedelta(seconds=1)
 DEFAULT_PAUSED_RECHECK = timedelta(seconds=60)
 """How often a delivery to a paused endpoint looks again."""
 
+DEFAULT_POLL_INTERVAL = 0.5
+"""Longest sleep between polls when the outbox is empty, in seconds."""
+
+DEFAULT_POLL_BATCH_SIZE = 200
+"""Events claimed per poll transaction."""
+
+DEFAULT_SWEEP_INTERVAL = 10.0
+"""Seconds between sweeps."""
+
+DEFAULT_SWEEP_AFTER = timedelta(seconds=30)
+"""How long a due, unleased delivery's bell may go unanswered before it is rung again."""
+
 DEFAULT_QUEUE = "catentio-webhooks"
 """The dramatiq queue the delivery actor listens on."""
 
@@ -122,10 +134,10 @@ class Settings:
     retry_after_cap: timedelta = DEFAULT_RETRY_AFTER_CAP
     lease_margin: timedelta = DEFAULT_LEASE_MARGIN
     worker_threads: int = DEFAULT_WORKER_THREADS
-    poll_interval: float = 0.5
-    poll_batch_size: int = 200
-    sweep_interval: float = 10.0
-    sweep_after: timedelta = timedelta(seconds=30)
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    poll_batch_size: int = DEFAULT_POLL_BATCH_SIZE
+    sweep_interval: float = DEFAULT_SWEEP_INTERVAL
+    sweep_after: timedelta = DEFAULT_SWEEP_AFTER
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     circuit_threshold: int = DEFAULT_CIRCUIT_THRESHOLD
     disable_after: timedelta = DEFAULT_DISABLE_AFTER

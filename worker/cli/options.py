@@ -129,7 +129,7 @@ def status_option(function: F) -> F:
         "--status",
         "status_values",
         multiple=True,
-        help=f"{', '.join(DeliveryStatus.ALL)}; repeat or comma-separate.",
+        help=f"{', '.join(DeliveryStatus)}; repeat or comma-separate.",
     )(function)
 
 

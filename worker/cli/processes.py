@@ -12,7 +12,7 @@ from worker.cli.state import State, pass_state
 from worker.errors import ConfigurationError
 from worker.runtime import Runtime
 
-log = structlog.get_logger("worker.cli")
+log = structlog.get_logger(__name__)
 
 
 def _stop_on_signals() -> threading.Event:

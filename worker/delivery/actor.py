@@ -9,7 +9,7 @@ from worker.delivery.deliverer import Deliverer
 from worker.errors import OwnFailure
 from worker.settings import Settings
 
-log = structlog.get_logger("worker.actors")
+log = structlog.get_logger(__name__)
 
 DeliverActor = dramatiq.Actor[[str], None]
 """The delivery actor's type: takes a delivery id."""

@@ -17,6 +17,7 @@ import random
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import structlog
@@ -31,17 +32,18 @@ from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event, Tr
 from worker.endpoints.secretbox import SecretBox
 from worker.endpoints.signing import signing_keys
 from worker.errors import DatabaseUnavailable, InvalidEndpointURL
+from worker.fanout.deliveries import skipped_note
 from worker.http.errors import InvalidURL
 from worker.http.headers import build_headers, headers_for_record
 from worker.http.sender import Sender, SendResult
 from worker.http.urls import check_endpoint_url
 from worker.policy import admission, circuit, notices
 from worker.policy.admission import Admission, Hold
-from worker.policy.outcomes import Outcome, Verdict, classify
+from worker.policy.outcomes import EXHAUSTED, Outcome, Verdict, classify
 from worker.policy.schedule import RetrySchedule
 from worker.settings import Settings
 
-log = structlog.get_logger("worker.delivery")
+log = structlog.get_logger(__name__)
 
 
 SUCCESS_STAMP_INTERVAL = timedelta(seconds=1)
@@ -52,22 +54,33 @@ FALLBACK_PROBE_COOLDOWN = timedelta(minutes=1)
 """Wait after a failed probe that has no retry of its own, with an empty schedule."""
 
 
+class NotRecorded(StrEnum):
+    """Why a call of ``Deliverer.deliver`` recorded no attempt."""
+
+    NOT_CLAIMED = "not_claimed"
+    """Not due, not pending, leased, or another worker won the claim: a duplicate or
+    early message, which does nothing."""
+    POSTPONED = "postponed"
+    """Held by the endpoint's policy (``held_by`` says which) without spending an attempt."""
+    LEASE_LOST = "lease_lost"
+    """The request went out, but the lease had passed to another worker, whose record
+    wins (the receiver may see the event twice: at-least-once)."""
+
+
 @dataclass(frozen=True)
 class Result:
-    """What ``Deliverer.deliver`` did. ``retry_in``: when to ring again, if at all;
-    ``held_by``: why it was postponed without an attempt."""
+    """What ``Deliverer.deliver`` did. ``status``: the delivery's status after the
+    attempt (or the skip) was recorded, or why nothing was. ``retry_in``: when to ring
+    again, if at all; ``held_by``: why it was postponed."""
 
-    status: str
+    status: DeliveryStatus | NotRecorded
     retry_in: timedelta | None = None
-    held_by: str | None = None
+    held_by: Hold | None = None
     # Deliveries this attempt released from behind the circuit breaker: due now.
     released: tuple[str, ...] = ()
 
 
-NOT_CLAIMED = Result("not_claimed")
-POSTPONED = "postponed"
-EXHAUSTED = "exhausted"
-"""An attempt's outcome when it failed retryably but the schedule has no delay left."""
+NOT_CLAIMED = Result(NotRecorded.NOT_CLAIMED)
 
 
 @dataclass(frozen=True)
@@ -167,7 +180,7 @@ class Deliverer:
             wait = self._admission.decide(session, endpoint, delivery, found.held_by, now)
             if wait is not None:
                 admission.hold(session, delivery.id, token, wait, now)
-                return Result(POSTPONED, wait.delay, held_by=wait.reason)
+                return Result(NotRecorded.POSTPONED, wait.delay, held_by=wait.reason)
             return _Claim(token, delivery, found.Event, endpoint)
 
     def _skip(
@@ -233,7 +246,7 @@ class Deliverer:
 
     def _record(
         self, claim: _Claim, attempt: Attempt, outcome: Outcome, retry_in: timedelta | None
-    ) -> tuple[str, tuple[str, ...]]:
+    ) -> tuple[DeliveryStatus | NotRecorded, tuple[str, ...]]:
         """Write the attempt, the delivery's new state and the endpoint's health, in one
         transaction; returns the delivery's new status and the deliveries it released."""
         try:
@@ -254,7 +267,7 @@ class Deliverer:
         attempt: Attempt,
         outcome: Outcome,
         retry_in: timedelta | None,
-    ) -> tuple[str, tuple[str, ...]]:
+    ) -> tuple[DeliveryStatus | NotRecorded, tuple[str, ...]]:
         now = self._clock()
         delivery = claim.delivery
         if outcome.verdict is Verdict.SUCCEEDED and _note_healthy_success(
@@ -266,7 +279,7 @@ class Deliverer:
             return (
                 (status, ())
                 if self._store(session, claim, attempt, outcome, status, {}, now)
-                else ("lease_lost", ())
+                else (NotRecorded.LEASE_LOST, ())
             )
         endpoint = _lock_endpoint(session, delivery.endpoint_id)
         change = circuit.HealthChange()
@@ -297,7 +310,7 @@ class Deliverer:
             status = DeliveryStatus.FAILED
             exhausted = outcome.verdict is Verdict.RETRY
         if not self._store(session, claim, attempt, outcome, status, extra, now):
-            return "lease_lost", ()
+            return NotRecorded.LEASE_LOST, ()
         events = self._settings.operational_events
         if change.disabled is not None:
             skipped = _skip_waiting(session, endpoint, now)
@@ -325,7 +338,7 @@ class Deliverer:
         claim: _Claim,
         attempt: Attempt,
         outcome: Outcome,
-        status: str,
+        status: DeliveryStatus,
         extra: dict[str, Any],
         now: datetime,
     ) -> bool:
@@ -432,7 +445,7 @@ def _skipped(endpoint: Endpoint, now: datetime) -> dict[str, Any]:
         "next_attempt_at": None,
         "completed_at": now,
         "updated_at": now,
-        "last_error": f"endpoint disabled: {endpoint.disabled_reason}",
+        "last_error": skipped_note(endpoint),
     }
 
 

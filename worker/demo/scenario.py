@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import func, select
 
-from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event
+from outbox.models import FINISHED_STATUSES, Attempt, Delivery, DeliveryStatus, Endpoint, Event
 from outbox.publish import publish
 from worker.access.keys import create_key
 from worker.demo.receiver import Receiver, always, sequence
@@ -204,8 +204,8 @@ def _progress(console: Console, runtime: Runtime, total: int, timeout: float) ->
                         Delivery.status == DeliveryStatus.PENDING, Delivery.held_by.is_not(None)
                     )
                 )
-            done = sum(counts[s] for s in DeliveryStatus.FINISHED)
-            detail = " ".join(f"{s}={counts[s]}" for s in DeliveryStatus.ALL if counts[s])
+            done = sum(counts[s] for s in FINISHED_STATUSES)
+            detail = " ".join(f"{s}={counts[s]}" for s in DeliveryStatus if counts[s])
             if held:
                 detail += f" (held behind the circuit breaker's probe: {held})"
             progress.update(task, completed=done, detail=detail)

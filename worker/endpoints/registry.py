@@ -122,7 +122,7 @@ def list_endpoints(session: Session, *, workspace_id: str | None = None) -> list
 
 def deliveries_by_status(session: Session, endpoint_id: str) -> dict[str, int]:
     """How many of the endpoint's deliveries are in each status (every status, zeros too)."""
-    counts = dict.fromkeys(DeliveryStatus.ALL, 0)
+    counts: dict[str, int] = dict.fromkeys(DeliveryStatus, 0)
     query = (
         select(Delivery.status, func.count())
         .where(Delivery.endpoint_id == endpoint_id)

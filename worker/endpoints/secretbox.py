@@ -23,7 +23,7 @@ from outbox.database import lock_for_write, normalize_url
 from outbox.models import Endpoint
 from worker.errors import ConfigurationError
 
-log = structlog.get_logger("worker.secretbox")
+log = structlog.get_logger(__name__)
 
 
 class SecretBox:

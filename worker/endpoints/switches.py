@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from outbox.database import lock_for_write
 from outbox.models import Delivery, DeliveryStatus
 from worker.endpoints.registry import BATCH_SIZE, lock_endpoint
-from worker.policy import notices
+from worker.policy import circuit, notices
+from worker.policy.admission import Hold
 
 OPERATOR_REASON = "disabled by an operator"
 """``disabled_reason`` when ``endpoints disable`` is given no reason."""
@@ -36,12 +37,7 @@ def disable_endpoint(
     endpoint = lock_endpoint(session, endpoint_id)
     if not endpoint.enabled:
         return False
-    endpoint.enabled = False
-    endpoint.disabled_reason = reason or OPERATOR_REASON
-    endpoint.disabled_at = now
-    endpoint.probe_delivery_id = None
-    endpoint.probe_until = None
-    endpoint.updated_at = now
+    circuit.disable(endpoint, reason or OPERATOR_REASON, now=now)
     if notify:
         notices.endpoint_disabled(session, endpoint, now=now)
     return True
@@ -56,10 +52,7 @@ def enable_endpoint(session: Session, endpoint_id: str, *, now: datetime) -> boo
         return False
     endpoint.enabled = True
     endpoint.disabled_reason = None
-    endpoint.consecutive_failures = 0
-    endpoint.failing_since = None
-    endpoint.probe_delivery_id = None
-    endpoint.probe_until = None
+    circuit.clear_failures(endpoint)
     endpoint.updated_at = now
     return True
 
@@ -72,10 +65,6 @@ def set_paused(session: Session, endpoint_id: str, paused: bool, *, now: datetim
     endpoint.paused = paused
     endpoint.updated_at = now
     return True
-
-
-PAUSED_HOLD = "paused"
-"""``Delivery.held_by`` of a delivery waiting for its paused endpoint."""
 
 
 def release_paused(
@@ -94,7 +83,7 @@ def release_paused(
                     select(Delivery.id)
                     .where(
                         Delivery.endpoint_id == endpoint_id,
-                        Delivery.held_by == PAUSED_HOLD,
+                        Delivery.held_by == Hold.PAUSED,
                         Delivery.status == DeliveryStatus.PENDING,
                         Delivery.id > last,
                     )

@@ -18,34 +18,27 @@ from typing import Any
 
 import structlog
 from sqlalchemy import Select, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from outbox import ids
 from outbox.clock import Clock, utcnow
-from outbox.database import lock_for_write
-from outbox.models import Delivery, DeliveryStatus, Endpoint, Event, Trigger
+from outbox.database import lock_for_write, skip_locked
+from outbox.models import Delivery, DeliveryStatus, Endpoint, Event
 from worker.endpoints.filters import matches_any
 from worker.endpoints.predicate import accepting
+from worker.fanout.deliveries import delivery_row, insert_new
 from worker.ops.retention import Retention
+from worker.settings import (
+    DEFAULT_POLL_BATCH_SIZE,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_SWEEP_AFTER,
+    DEFAULT_SWEEP_INTERVAL,
+)
 
-log = structlog.get_logger("outbox.poller")
+log = structlog.get_logger(__name__)
 
 Dispatch = Callable[[Sequence[str]], None]
 """Asks the workers to look at these deliveries now."""
-
-DEFAULT_BATCH_SIZE = 200
-"""Events claimed per poll transaction."""
-
-DEFAULT_SWEEP_AFTER = timedelta(seconds=30)
-"""How long a due, unleased delivery's bell may go unanswered before it is rung again."""
-
-DEFAULT_POLL_INTERVAL = 0.5
-"""Longest sleep between polls when the outbox is empty, in seconds."""
-
-DEFAULT_SWEEP_INTERVAL = 10.0
-"""Seconds between sweeps."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +56,7 @@ class Poller:
 
     session_factory: sessionmaker[Session]
     dispatch: Dispatch
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int = DEFAULT_POLL_BATCH_SIZE
     sweep_after: timedelta = DEFAULT_SWEEP_AFTER
     clock: Clock = utcnow
     # Finished history older than this is pruned from the loop, a little at a time.
@@ -84,21 +77,19 @@ class Poller:
             if not events:
                 return PollResult(0, 0, 0)
             by_workspace = self._endpoints_for(session, {e.workspace_id for e in events})
-            rows: list[dict[str, Any]] = []
-            for event in events:
-                subscribers = [
-                    endpoint
-                    for endpoint in by_workspace.get(event.workspace_id, ())
-                    if matches_any(endpoint.event_types, event.type)
-                ]
-                rows.extend(
-                    _delivery_row(event, endpoint, now)
-                    for endpoint in accepting(subscribers, event)
+            rows = [
+                delivery_row(event, endpoint, now)
+                for event in events
+                for endpoint in accepting(
+                    [
+                        e
+                        for e in by_workspace.get(event.workspace_id, ())
+                        if matches_any(e.event_types, event.type)
+                    ],
+                    event,
                 )
-            created: list[tuple[str, str]] = []
-            if rows:
-                insert = _insert_ignoring_duplicates(session, rows)
-                created = [(r.id, r.status) for r in session.execute(insert)]
+            ]
+            created = insert_new(session, rows)
             session.execute(
                 update(Event).where(Event.id.in_([e.id for e in events])).values(dispatched_at=now)
             )
@@ -134,9 +125,7 @@ class Poller:
                 .order_by(Delivery.next_attempt_at)
                 .limit(limit)
             )
-            if session.get_bind().dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            due = list(session.scalars(query))
+            due = list(session.scalars(skip_locked(session, query)))
             if due:
                 session.execute(update(Delivery).where(Delivery.id.in_(due)).values(rung_at=now))
         if due:
@@ -194,9 +183,7 @@ class Poller:
             .order_by(Event.id)
             .limit(self.batch_size)
         )
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        return query
+        return skip_locked(session, query)
 
     @staticmethod
     def _endpoints_for(session: Session, workspaces: set[str]) -> dict[str, list[Endpoint]]:
@@ -206,37 +193,3 @@ class Poller:
         ):
             grouped[endpoint.workspace_id].append(endpoint)
         return grouped
-
-
-def _delivery_row(event: Event, endpoint: Endpoint, now: Any) -> dict[str, Any]:
-    status = DeliveryStatus.PENDING if endpoint.enabled else DeliveryStatus.SKIPPED
-    return {
-        "id": ids.new_id(ids.DELIVERY),
-        "event_id": event.id,
-        "endpoint_id": endpoint.id,
-        "workspace_id": event.workspace_id,
-        "event_type": event.type,
-        "status": status,
-        "attempt_count": 0,
-        "cycle_attempts": 0,
-        "next_trigger": Trigger.SCHEDULED,
-        "next_attempt_at": now if status == DeliveryStatus.PENDING else None,
-        "rung_at": now if status == DeliveryStatus.PENDING else None,
-        "created_at": now,
-        "updated_at": now,
-        "completed_at": None if status == DeliveryStatus.PENDING else now,
-        "last_error": None
-        if endpoint.enabled
-        else f"endpoint disabled: {endpoint.disabled_reason}",
-    }
-
-
-def _insert_ignoring_duplicates(session: Session, rows: list[dict[str, Any]]) -> Any:
-    dialect = session.get_bind().dialect.name
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    return (
-        module.insert(Delivery)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["event_id", "endpoint_id"])
-        .returning(Delivery.id, Delivery.status)
-    )

@@ -12,7 +12,7 @@ created since the outage began", not "the ones that were last tried since then".
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -28,6 +28,9 @@ from worker.endpoints.filters import check_event_filter, type_condition
 from worker.errors import DeliveryNotFound, EventNotFound, InvalidCursor, InvalidWindow
 
 T = TypeVar("T")
+
+Fanout = dict[str, int]
+"""An event's deliveries counted by status: ``{"succeeded": 2, "failed": 1}``."""
 
 
 @dataclass(frozen=True)
@@ -50,10 +53,8 @@ def check_cursor(cursor: str, prefix: str) -> str:
 def check_statuses(statuses: Sequence[str]) -> tuple[str, ...]:
     """The statuses, each one of pending, succeeded, failed, skipped."""
     for status in statuses:
-        if status not in DeliveryStatus.ALL:
-            raise ValidationError(
-                f"status {status!r} is not one of {', '.join(DeliveryStatus.ALL)}"
-            )
+        if status not in tuple(DeliveryStatus):
+            raise ValidationError(f"status {status!r} is not one of {', '.join(DeliveryStatus)}")
     return tuple(dict.fromkeys(statuses))
 
 
@@ -175,10 +176,27 @@ def iter_deliveries(
 ) -> Iterator[Delivery]:
     """Up to ``limit`` deliveries, newest first, read ``batch_size`` at a time with a
     short session per batch: a million rows stream through without sitting in memory."""
+
+    def read(session: Session, size: int, cursor: str | None) -> Page[Delivery]:
+        return delivery_page(session, selection, limit=size, after=cursor)
+
+    return _stream(sessions, read, limit=limit, after=after, batch_size=batch_size)
+
+
+def _stream(
+    sessions: sessionmaker[Session],
+    read: Callable[[Session, int, str | None], Page[T]],
+    *,
+    limit: int,
+    after: str | None,
+    batch_size: int,
+) -> Iterator[T]:
+    """The rows of up to ``limit`` pages' worth, each page read by ``read(session, size,
+    cursor)`` in a session of its own."""
     left = limit
     while left > 0:
         with sessions() as session:
-            page = delivery_page(session, selection, limit=min(batch_size, left), after=after)
+            page = read(session, min(batch_size, left), after)
         yield from page.rows
         left -= len(page.rows)
         if page.next_cursor is None:
@@ -246,9 +264,9 @@ def event_deliveries(session: Session, event_id: str) -> list[tuple[Delivery, st
     return [(delivery, url) for delivery, url in session.execute(query)]
 
 
-def fanout_counts(session: Session, event_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+def fanout_counts(session: Session, event_ids: Sequence[str]) -> dict[str, Fanout]:
     """Per event: how many of its deliveries are in each status."""
-    counts: dict[str, dict[str, int]] = {i: {} for i in event_ids}
+    counts: dict[str, Fanout] = {i: {} for i in event_ids}
     if event_ids:
         query = (
             select(Delivery.event_id, Delivery.status, func.count())
@@ -267,16 +285,13 @@ def iter_events(
     limit: int,
     after: str | None = None,
     batch_size: int = 500,
-) -> Iterator[tuple[Event, dict[str, int]]]:
+) -> Iterator[tuple[Event, Fanout]]:
     """Up to ``limit`` events, newest first, each with its fan-out counts, read
     ``batch_size`` at a time with a short session per batch."""
-    left = limit
-    while left > 0:
-        with sessions() as session:
-            page = event_page(session, selection, limit=min(batch_size, left), after=after)
-            fanout = fanout_counts(session, [e.id for e in page.rows])
-        yield from ((event, fanout[event.id]) for event in page.rows)
-        left -= len(page.rows)
-        if page.next_cursor is None:
-            return
-        after = page.next_cursor
+
+    def read(session: Session, size: int, cursor: str | None) -> Page[tuple[Event, Fanout]]:
+        page = event_page(session, selection, limit=size, after=cursor)
+        fanout = fanout_counts(session, [e.id for e in page.rows])
+        return Page([(e, fanout[e.id]) for e in page.rows], page.next_cursor)
+
+    return _stream(sessions, read, limit=limit, after=after, batch_size=batch_size)

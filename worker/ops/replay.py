@@ -21,19 +21,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from outbox import ids
 from outbox.clock import Clock, utcnow
 from outbox.database import lock_for_write
 from outbox.errors import ValidationError
-from outbox.models import Delivery, DeliveryStatus, Endpoint, Event, Trigger
+from outbox.models import FINISHED_STATUSES, Delivery, DeliveryStatus, Endpoint, Trigger
 from worker.delivery.bell import Bell, Reach, Ringing
 from worker.endpoints.filters import matches_any
 from worker.endpoints.predicate import accepting
 from worker.endpoints.registry import get_endpoint
 from worker.errors import BrokerUnavailable, Conflict, EndpointDisabled, EndpointsDisabled
+from worker.fanout.deliveries import delivery_row, insert_new
 from worker.fanout.poller import Dispatch
 from worker.ops.history import (
     DeliveryFilter,
@@ -45,7 +44,7 @@ from worker.ops.history import (
 )
 from worker.settings import Settings
 
-REPLAYABLE = DeliveryStatus.FINISHED
+REPLAYABLE = FINISHED_STATUSES
 """Statuses a replay re-opens: succeeded, failed, skipped (pending is already waiting)."""
 
 DEFAULT_BATCH_SIZE = 500
@@ -168,7 +167,7 @@ def replay_event(
         .order_by(Delivery.id)
     ).all()
     outcome = EventReplay(event_id)
-    targets: set[str] | None = None
+    targets: dict[str, Endpoint] | None = None
     if current_subscribers:
         subscribers = session.scalars(
             select(Endpoint)
@@ -176,7 +175,7 @@ def replay_event(
             .order_by(Endpoint.id)
         )
         typed = [e for e in subscribers if matches_any(e.event_types, event.type)]
-        targets = {e.id for e in accepting(typed, event)}
+        targets = {e.id: e for e in accepting(typed, event)}
     candidates = []
     for delivery_id, status, endpoint in rows:
         if targets is not None and endpoint.id not in targets:
@@ -190,44 +189,14 @@ def replay_event(
     outcome.reopened = reopen(session, candidates, now=now)
     if targets is not None:
         delivered_to = {endpoint.id for _, _, endpoint in rows}
-        outcome.created = _create(session, event, sorted(targets - delivered_to), now)
+        new = [targets[i] for i in sorted(targets.keys() - delivered_to)]
+        fresh = [delivery_row(event, e, now, trigger=Trigger.REPLAY) for e in new]
+        outcome.created = sorted(delivery_id for delivery_id, _ in insert_new(session, fresh))
     if outcome.disabled and not (outcome.to_ring or outcome.already_pending):
         raise EndpointsDisabled(
             f"every delivery of {event_id} goes to a disabled endpoint", event_id=event_id
         )
     return outcome
-
-
-def _create(session: Session, event: Event, endpoint_ids: list[str], now: datetime) -> list[str]:
-    """New pending deliveries of ``event`` to endpoints that subscribed after it was sent."""
-    if not endpoint_ids:
-        return []
-    rows = [
-        {
-            "id": ids.new_id(ids.DELIVERY),
-            "event_id": event.id,
-            "endpoint_id": endpoint_id,
-            "workspace_id": event.workspace_id,
-            "event_type": event.type,
-            "status": DeliveryStatus.PENDING,
-            "attempt_count": 0,
-            "cycle_attempts": 0,
-            "next_trigger": Trigger.REPLAY,
-            "next_attempt_at": now,
-            "rung_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for endpoint_id in endpoint_ids
-    ]
-    dialect: object = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    insert = (
-        dialect.insert(Delivery)  # type: ignore[attr-defined]
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["event_id", "endpoint_id"])
-        .returning(Delivery.id)
-    )
-    return sorted(session.scalars(insert))
 
 
 def bulk_selection(

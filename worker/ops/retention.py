@@ -18,21 +18,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 import structlog
-from sqlalchemy import ColumnElement, Select, and_, delete, exists, func, not_, select
+from sqlalchemy import ColumnElement, and_, delete, exists, func, not_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from outbox import ids
 from outbox.clock import Clock, utcnow
-from outbox.database import lock_for_write
+from outbox.database import lock_for_write, skip_locked
 from outbox.idtime import id_floor
-from outbox.models import Attempt, Delivery, DeliveryStatus, Event
+from outbox.models import FINISHED_STATUSES, Attempt, Delivery, Event
 
-log = structlog.get_logger("outbox.retention")
-
-T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 DEFAULT_BATCH_SIZE = 500
 """Rows deleted per transaction."""
@@ -62,7 +59,7 @@ class PruneCounts:
 
 def _finished_before(cutoff: datetime) -> ColumnElement[bool]:
     return and_(
-        Delivery.status.in_(DeliveryStatus.FINISHED),
+        Delivery.status.in_(FINISHED_STATUSES),
         Delivery.completed_at < cutoff,
     )
 
@@ -92,19 +89,13 @@ def count_prunable(session: Session, cutoff: datetime) -> PruneCounts:
     return PruneCounts(int(deliveries or 0), int(attempts or 0), int(events or 0))
 
 
-def _lock(session: Session, query: Select[T]) -> Select[T]:
-    if session.get_bind().dialect.name == "postgresql":
-        return query.with_for_update(skip_locked=True)
-    return query
-
-
 def prune_deliveries_batch(session: Session, cutoff: datetime, batch_size: int) -> PruneCounts:
     """Delete up to ``batch_size`` deliveries finished before ``cutoff``, and their
     attempts, in the caller's transaction."""
     lock_for_write(session)
     finished = _finished_before(cutoff)
     query = select(Delivery.id).where(finished).order_by(Delivery.completed_at).limit(batch_size)
-    batch = list(session.scalars(_lock(session, query)))
+    batch = list(session.scalars(skip_locked(session, query)))
     if not batch:
         return PruneCounts()
     attempts = session.execute(delete(Attempt).where(Attempt.delivery_id.in_(batch)))
@@ -133,7 +124,7 @@ def prune_events_batch(
     if not looked:
         return 0, None
     locked = select(Event.id).where(Event.id.in_(looked), no_delivery)
-    doomed = list(session.scalars(_lock(session, locked)))
+    doomed = list(session.scalars(skip_locked(session, locked)))
     deleted = 0
     if doomed:
         result = session.execute(delete(Event).where(Event.id.in_(doomed), no_delivery))

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event
+from outbox.models import FINISHED_STATUSES, Attempt, Delivery, DeliveryStatus, Endpoint, Event
 from worker.ops.activity import SUCCEEDED_OUTCOME
 
 DEFAULT_WINDOW = timedelta(hours=1)
@@ -75,10 +75,10 @@ def collect(
             func.sum(case((and_(Delivery.next_attempt_at > now, unleased), 1), else_=0)),
         ).where(Delivery.status == DeliveryStatus.PENDING)
     ).one()
-    finished = {status: 0 for status in DeliveryStatus.FINISHED}
+    finished: dict[str, int] = dict.fromkeys(FINISHED_STATUSES, 0)
     for status, count in session.execute(
         select(Delivery.status, func.count())
-        .where(Delivery.completed_at >= since, Delivery.status.in_(DeliveryStatus.FINISHED))
+        .where(Delivery.completed_at >= since, Delivery.status.in_(FINISHED_STATUSES))
         .group_by(Delivery.status)
     ):
         finished[status] = int(count)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
 import structlog
 from sqlalchemy import update
@@ -29,10 +30,10 @@ from outbox.models import Delivery, Endpoint
 from worker.policy import circuit, limits
 from worker.settings import Settings
 
-log = structlog.get_logger("worker.admission")
+log = structlog.get_logger(__name__)
 
 
-class Hold:
+class Hold(StrEnum):
     """Why a delivery waits without spending an attempt (``Delivery.held_by``)."""
 
     PAUSED = "paused"
@@ -45,7 +46,7 @@ class Hold:
 class Wait:
     """A delivery must wait: why, and for how long."""
 
-    reason: str
+    reason: Hold
     delay: timedelta
 
 

@@ -26,7 +26,7 @@ from outbox.envelope import isoformat
 from outbox.models import Endpoint
 from worker.policy.outcomes import Outcome, Verdict
 
-log = structlog.get_logger("worker.health")
+log = structlog.get_logger(__name__)
 
 ABORTED = "aborted"
 """The error kind of an outcome the receiver ended on purpose (see ``worker.policy``)."""
@@ -95,10 +95,7 @@ def after_attempt(
     """
     if _alive(outcome):
         was_failing = is_open(endpoint, threshold) or endpoint.probe_delivery_id is not None
-        endpoint.consecutive_failures = 0
-        endpoint.failing_since = None
-        endpoint.probe_delivery_id = None
-        endpoint.probe_until = None
+        clear_failures(endpoint)
         if outcome.verdict is Verdict.SUCCEEDED:
             endpoint.last_success_at = now
         if was_failing:
@@ -115,13 +112,13 @@ def after_attempt(
         # re-enabling gives the endpoint a fresh start.
         endpoint.failing_since = now
     if outcome.verdict is Verdict.GONE:
-        return HealthChange(disabled=disable(endpoint, outcome.reason or "410 Gone", now=now))
+        return HealthChange(disabled=_disabled(endpoint, outcome.reason or "410 Gone", now))
     if now - endpoint.failing_since >= disable_after:
         reason = (
             f"failing since {isoformat(endpoint.failing_since)} "
             f"({endpoint.consecutive_failures} consecutive failures)"
         )
-        return HealthChange(disabled=disable(endpoint, reason, now=now))
+        return HealthChange(disabled=_disabled(endpoint, reason, now))
     if not is_open(endpoint, threshold):
         return HealthChange()
     opened = endpoint.consecutive_failures == threshold
@@ -134,13 +131,27 @@ def after_attempt(
     return HealthChange(opened=opened)
 
 
-def disable(endpoint: Endpoint, reason: str, *, now: datetime) -> str:
-    """Disable ``endpoint`` with ``reason``; returns the reason."""
+def _disabled(endpoint: Endpoint, reason: str, now: datetime) -> str:
+    disable(endpoint, reason, now=now)
+    log.warning("endpoint.disabled", reason=reason)
+    return reason
+
+
+def disable(endpoint: Endpoint, reason: str, *, now: datetime) -> None:
+    """Take ``endpoint`` (a locked row) out of delivery with ``reason``; a probe in
+    flight ends with it. The breaker and an operator disable an endpoint the same way."""
     endpoint.enabled = False
     endpoint.disabled_reason = reason
     endpoint.disabled_at = now
     endpoint.probe_delivery_id = None
     endpoint.probe_until = None
     endpoint.updated_at = now
-    log.warning("endpoint.disabled", reason=reason)
-    return reason
+
+
+def clear_failures(endpoint: Endpoint) -> None:
+    """Forget the endpoint's failure streak: its circuit closes and no probe runs. After
+    a success, and when an operator enables it again (a fresh start)."""
+    endpoint.consecutive_failures = 0
+    endpoint.failing_since = None
+    endpoint.probe_delivery_id = None
+    endpoint.probe_until = None

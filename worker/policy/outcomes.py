@@ -38,6 +38,11 @@ class Verdict(StrEnum):
     GONE = "gone"
 
 
+EXHAUSTED = "exhausted"
+"""``Attempt.outcome`` of a retryable failure with no delay left in the schedule: the
+delivery ends ``failed``."""
+
+
 @dataclass(frozen=True)
 class Outcome:
     """An attempt's classified result."""
