@@ -99,25 +99,35 @@ def revoke_key(session: Session, key_id: str, *, clock: Clock = utcnow) -> bool:
     return True
 
 
-def authenticate(sessions: sessionmaker[Session], key: str, *, now: datetime) -> Principal:
+def authenticate(
+    sessions: sessionmaker[Session],
+    key: str,
+    *,
+    now: datetime,
+    session: Session | None = None,
+) -> Principal:
     """The principal of a live key, or :class:`AuthenticationFailed`.
 
-    A read-only transaction; ``last_used_at``, when it is stale, is written in a second
-    one that takes the write lock first (so it waits its turn on SQLite instead of
-    failing to upgrade a read snapshot).
+    The key is read in ``session`` when given (the request's own, so a read request is
+    one transaction) or in a session of its own. ``last_used_at``, when it is stale, is
+    written in a separate short transaction that takes the write lock first (so it waits
+    its turn on SQLite instead of failing to upgrade a read snapshot).
     """
     if not key.startswith(KEY_PREFIX):
         raise AuthenticationFailed("the Bearer credential is not a cat_ak_ API key")
-    with sessions() as session:
-        query = select(ApiKey).where(ApiKey.key_hash == hash_key(key))
+    query = select(ApiKey).where(ApiKey.key_hash == hash_key(key))
+    if session is not None:
         record = session.scalars(query).one_or_none()
+    else:
+        with sessions() as own:
+            record = own.scalars(query).one_or_none()
     if record is None or record.revoked_at is not None:
         raise AuthenticationFailed("unknown or revoked API key")
     stale = now - LAST_USED_RESOLUTION
     if record.last_used_at is None or record.last_used_at <= stale:
-        with sessions() as session, session.begin():
-            lock_for_write(session)
-            session.execute(
+        with sessions() as writer, writer.begin():
+            lock_for_write(writer)
+            writer.execute(
                 update(ApiKey)
                 .where(
                     ApiKey.id == record.id,

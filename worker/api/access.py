@@ -155,7 +155,7 @@ def resolve_caller(
             raise AuthenticationFailed(
                 "this endpoint needs an API key: Authorization: Bearer cat_ak_…"
             )
-        principal = authenticate(context.sessions, token, now=context.clock())
+        principal = authenticate(context.sessions, token, now=context.clock(), session=session)
     except CatentioError as exc:
         _spend(request, context, client_identity(request.scope), write=write)
         raise api_error_for(exc) from None
@@ -238,6 +238,8 @@ def writer(
     """The caller of a write (POST, PATCH, DELETE), with its ``Idempotency-Key``."""
     token = credentials.credentials if credentials is not None else None
     caller = resolve_caller(request, session, token, workspace, write=True)
+    # Writes run their own transactions on this session: end the one auth read in.
+    session.commit()
     return Caller(
         caller.principal,
         caller.workspace_id,
