@@ -10,9 +10,12 @@ One folder per concept; read the file list as a table of contents:
                     (admission, circuit breaker, limits); operational notices
 ``http/``           outbound HTTP: the sender, the guarded transport (SSRF, deadline), address
                     and URL rules, request headers, send errors
-``endpoints/``      the registry, on/off switches, event filters, signing secrets, rotation and
-                    the secret box that encrypts them at rest
-``ops/``            what ops look at and do: history, replay, stats, activity, views, retention
+``endpoints/``      the registry, on/off switches, event and payload filters, signing secrets,
+                    rotation and the secret box that encrypts them at rest
+``ops/``            what ops look at and do: history, replay (and bulk replay runs), stats,
+                    activity, views, retention
+``access/``         who may call the HTTP API: API keys (stored as hashes) and principals
+``api/``            the HTTP API (FastAPI): envelope, auth, idempotency, rate limits, routes
 ``cli/``            ``catentio-webhooks``: commands only, over the functions above
 ``demo/``           the self-checking demo and its verifying receiver (not on the runtime path)
 ==================  =========================================================================
