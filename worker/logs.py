@@ -2,8 +2,8 @@
 
 Context (``delivery_id``, ``event_id``, ``endpoint_id``, ``attempt``) is bound through
 contextvars by the delivery code and cleared after each message by
-``worker.middleware.LogContext``. A last processor scrubs anything shaped like a signing
-secret, as a guard behind the rule that secrets are never logged in the first place.
+``worker.delivery.middleware.LogContext``. A last processor scrubs anything shaped like
+a signing secret, as a guard behind the rule that secrets are never logged at all.
 """
 
 from __future__ import annotations

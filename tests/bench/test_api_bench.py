@@ -33,7 +33,7 @@ from outbox.database import make_engine
 from outbox.envelope import render
 from outbox.migrate import upgrade
 from outbox.models import Delivery, Endpoint, Event
-from tests.conftest import TEST_KEY
+from tests.support.services import TEST_KEY
 from worker.access.keys import create_key
 from worker.endpoints.secretbox import SecretBox
 

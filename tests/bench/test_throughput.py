@@ -30,7 +30,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from outbox import Delivery, DeliveryStatus, Event, publish
-from tests.conftest import TEST_KEY
+from tests.support.services import TEST_KEY
 from worker.logs import configure_logging
 
 EVENTS = 2000

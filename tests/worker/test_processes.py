@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 from outbox import publish
-from tests.conftest import TEST_KEY
+from tests.support.services import TEST_KEY
+
+pytestmark = pytest.mark.slow  # real processes, started and stopped: seconds each
 
 
 @pytest.fixture

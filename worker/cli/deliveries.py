@@ -9,7 +9,14 @@ import click
 from outbox.models import Delivery
 from worker.cli import options
 from worker.cli.options import Format, format_options, json_option, pick_format, split_values
-from worker.cli.output import console, print_json, print_jsonl, print_listing, print_record
+from worker.cli.output import (
+    console,
+    print_json,
+    print_jsonl,
+    print_listing,
+    print_page,
+    print_record,
+)
 from worker.cli.state import State, pass_state
 from worker.ops.history import (
     DeliveryFilter,
@@ -101,16 +108,13 @@ def deliveries_list(
     if fmt is Format.JSON:
         print_json(rows)
         return
-    if not rows:
-        click.echo("no deliveries match")
-        return
-    print_listing(
+    print_page(
         rows,
         LIST_COLUMNS,
+        empty="no deliveries match",
+        next_cursor=page.next_cursor,
         headers={"created_at": "created", "next_attempt_at": "next attempt"},
     )
-    if page.next_cursor:
-        click.echo(f"more: --after {page.next_cursor}")
 
 
 @deliveries.command("show")

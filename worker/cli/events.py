@@ -17,7 +17,7 @@ from worker.cli.options import (
     pick_format,
     split_values,
 )
-from worker.cli.output import print_json, print_jsonl, print_listing, print_record
+from worker.cli.output import print_json, print_jsonl, print_listing, print_page, print_record
 from worker.cli.state import State, pass_state
 from worker.ops.history import (
     EventFilter,
@@ -122,16 +122,13 @@ def events_list(
     if fmt is Format.JSON:
         print_json(rows)
         return
-    if not rows:
-        click.echo("no events match")
-        return
-    print_listing(
+    print_page(
         rows,
         ["id", "workspace_id", "type", "created_at", "dispatched_at", "fanout"],
+        empty="no events match",
+        next_cursor=page.next_cursor,
         headers={"workspace_id": "workspace", "fanout": "deliveries"},
     )
-    if page.next_cursor:
-        click.echo(f"more: --after {page.next_cursor}")
 
 
 @events.command("show")

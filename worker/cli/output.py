@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import click
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -99,6 +100,24 @@ def print_listing(
     for values in cells:
         table.add_row(*values)
     console().print(table)
+
+
+def print_page(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    *,
+    empty: str,
+    next_cursor: str | None,
+    headers: Mapping[str, str] | None = None,
+) -> None:
+    """One page of a listing for people: the table (``empty`` when there are no rows),
+    then how to ask for the next page."""
+    if not rows:
+        click.echo(empty)
+        return
+    print_listing(rows, columns, headers=headers)
+    if next_cursor:
+        click.echo(f"more: --after {next_cursor}")
 
 
 @contextmanager

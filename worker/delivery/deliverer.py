@@ -5,7 +5,7 @@ The row decides, not the message. An attempt starts only by winning an atomic cl
 duplicated or replayed broker message results in no second HTTP request.
 
 The claim transaction locks the endpoint's row; a disabled endpoint's delivery is kept
-as ``skipped`` (replayable), otherwise ``worker.admission`` decides whether it goes now
+as ``skipped`` (replayable), otherwise ``worker.policy.admission`` decides whether it goes now
 or is held (paused, circuit open, concurrency or rate limit) without spending an attempt.
 The attempt and the delivery's new state, the endpoint's health and any operational
 event are written in one transaction, guarded by the lease token.

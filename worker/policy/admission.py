@@ -12,7 +12,7 @@ Decided inside the claim transaction, with the endpoint's row locked, in this or
 A held delivery gets a later ``next_attempt_at`` and spends no attempt: being limited is
 our decision, not the receiver's failure. An admitted delivery may become the probe of an
 open circuit and takes its rate slot. (A disabled endpoint is not an admission question:
-its deliveries are kept as ``skipped``, see ``worker.delivery``.)
+its deliveries are kept as ``skipped``, see ``worker.delivery.deliverer``.)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Endpoint health: the circuit breaker and automatic disabling.
+"""The circuit breaker: endpoint health, one probe at a time, automatic disabling.
 
 Every attempt's outcome updates its endpoint's counters in the transaction that records
 the attempt, with the endpoint's row locked:
@@ -13,6 +13,10 @@ the attempt, with the endpoint's row locked:
   them. The first success closes the circuit and releases the held deliveries.
 * An endpoint that has failed continuously for ``disable_after`` (5 days by default), or
   that answered ``410 Gone``, is disabled with the reason recorded.
+
+:func:`after_attempt` is the transition, a pure function of the row and the outcome;
+:func:`disable` and :func:`clear_failures` are also how an operator switches an
+endpoint off and on (``worker.endpoints.switches``), so both ways agree.
 """
 
 from __future__ import annotations
@@ -24,12 +28,9 @@ import structlog
 
 from outbox.envelope import isoformat
 from outbox.models import Endpoint
-from worker.policy.outcomes import Outcome, Verdict
+from worker.policy.outcomes import ABORTED, Outcome, Verdict
 
 log = structlog.get_logger(__name__)
-
-ABORTED = "aborted"
-"""The error kind of an outcome the receiver ended on purpose (see ``worker.policy``)."""
 
 
 def is_open(endpoint: Endpoint, threshold: int) -> bool:

@@ -13,7 +13,7 @@ all share):
   that must wait reserves its slot and is held until then.
 
 Being limited is our decision, not the receiver's failure: the delivery is re-scheduled
-and no attempt is spent (``worker.admission``).
+and no attempt is spent (``worker.policy.admission``).
 """
 
 from __future__ import annotations

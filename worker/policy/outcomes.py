@@ -38,6 +38,10 @@ class Verdict(StrEnum):
     GONE = "gone"
 
 
+ABORTED = "aborted"
+"""The error kind of an outcome the receiver ended on purpose (``webhook-delivery:
+abort-message``): a failure of that message, not of the endpoint."""
+
 EXHAUSTED = "exhausted"
 """``Attempt.outcome`` of a retryable failure with no delay left in the schedule: the
 delivery ends ``failed``."""
@@ -79,7 +83,7 @@ def classify(result: SendResult, *, now: datetime, retry_after_cap: timedelta) -
     status = response.status_code
     if response.headers.get("webhook-delivery", "").strip().lower() == "abort-message":
         return Outcome(
-            Verdict.FAILED, error_kind="aborted", reason=f"{status}: receiver aborted the message"
+            Verdict.FAILED, error_kind=ABORTED, reason=f"{status}: receiver aborted the message"
         )
     if 200 <= status < 300:
         return Outcome(Verdict.SUCCEEDED)
