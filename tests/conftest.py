@@ -201,13 +201,20 @@ def make_runtime() -> Iterator[Callable[..., Runtime]]:
     opened: list[Runtime] = []
 
     def build(
-        database_url: str, *, transport: Any = None, clock: Any = None, **overrides: Any
+        database_url: str,
+        *,
+        transport: Any = None,
+        clock: Any = None,
+        tracing: Any = None,
+        **overrides: Any,
     ) -> Runtime:
         kwargs: dict[str, Any] = {"migrate": True}
         if transport is not None:
             kwargs["transport"] = transport
         if clock is not None:
             kwargs["clock"] = clock
+        if tracing is not None:
+            kwargs["tracing"] = tracing
         runtime = Runtime.open(fast_settings(database_url, **overrides), **kwargs)
         opened.append(runtime)
         return runtime

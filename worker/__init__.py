@@ -13,7 +13,9 @@ One folder per concept; read the file list as a table of contents:
 ``endpoints/``      the registry, on/off switches, event and payload filters, signing secrets,
                     rotation and the secret box that encrypts them at rest
 ``ops/``            what ops look at and do: history, replay (and bulk replay runs), stats,
-                    activity, views, retention
+                    activity, views, retention, the checks (``check``, ``/readyz``)
+``telemetry/``      metrics (the interface the engine calls, Prometheus), the state gauges, the
+                    per-process /metrics /healthz /readyz listener
 ``access/``         who may call the HTTP API: API keys (stored as hashes) and principals
 ``api/``            the HTTP API (FastAPI): envelope, auth, idempotency, rate limits, routes
 ``cli/``            ``catentio-webhooks``: commands only, over the functions above

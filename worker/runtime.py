@@ -1,8 +1,10 @@
 """Wiring: the engine, sessions, secret box, HTTP sender, broker and actor of one process.
 
 ``Runtime.open(settings)`` builds everything from settings, in that order, with the
-edges (HTTP transport, clock) injectable for tests. The command line, the embedded
-runner and the demo all start from here, so they run the same code paths.
+edges (HTTP transport, clock, metrics) injectable: the metrics default to recording
+nothing, and the long-running commands pass the Prometheus ones when metrics are on.
+The command line, the embedded runner and the demo all start from here, so they run
+the same code paths.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from worker.fanout.poller import Dispatch, Poller
 from worker.http.sender import Sender
 from worker.http.transport import GuardedTransport
 from worker.settings import Settings
+from worker.telemetry.metrics import NO_METRICS, Metrics
+from worker.telemetry.tracing import NO_TRACING, Tracing
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +73,8 @@ class Runtime:
     deliverer: Deliverer
     dispatch: Dispatch
     clock: Clock = utcnow
+    metrics: Metrics = NO_METRICS
+    tracing: Tracing = NO_TRACING
     _workers: list[dramatiq.Worker] = field(default_factory=list)
 
     @classmethod
@@ -79,6 +85,8 @@ class Runtime:
         transport: httpx.BaseTransport | None = None,
         clock: Clock = utcnow,
         migrate: bool | None = None,
+        metrics: Metrics = NO_METRICS,
+        tracing: Tracing = NO_TRACING,
     ) -> Runtime:
         """Build the runtime. ``migrate`` defaults to True on SQLite, False otherwise."""
         # The key first: refusing to start (PostgreSQL without a key) must not leave an
@@ -92,8 +100,11 @@ class Runtime:
         except BaseException:
             engine.dispose()
             raise
+        tracing.instrument_engine(engine)
         client = httpx.Client(
-            transport=transport or GuardedTransport(allowed_networks=settings.allowed_networks),
+            transport=tracing.wrap_transport(
+                transport or GuardedTransport(allowed_networks=settings.allowed_networks)
+            ),
             trust_env=False,
             follow_redirects=False,
         )
@@ -105,10 +116,18 @@ class Runtime:
             max_header_bytes=settings.max_header_bytes,
         )
         deliverer = Deliverer(
-            session_factory=sessions, sender=sender, box=box, settings=settings, clock=clock
+            session_factory=sessions,
+            sender=sender,
+            box=box,
+            settings=settings,
+            clock=clock,
+            metrics=metrics,
         )
         broker = build_broker(settings)
-        actor = declare_deliver_actor(broker, deliverer, settings)
+        carrier = tracing.middleware()
+        if carrier is not None:  # after LogContext: it ends its span before the ids are cleared
+            broker.add_middleware(carrier)
+        actor = declare_deliver_actor(broker, deliverer, settings, metrics=metrics)
         return cls(
             settings=settings,
             engine=engine,
@@ -120,6 +139,8 @@ class Runtime:
             deliverer=deliverer,
             dispatch=Bell(broker, queue_name=settings.queue_name).ring,
             clock=clock,
+            metrics=metrics,
+            tracing=tracing,
         )
 
     def poller(self) -> Poller:
@@ -131,6 +152,8 @@ class Runtime:
             sweep_after=self.settings.sweep_after,
             clock=self.clock,
             retention=self.settings.retention,
+            metrics=self.metrics,
+            tracing=self.tracing,
         )
 
     def start_worker(self, threads: int | None = None) -> dramatiq.Worker:
@@ -146,13 +169,15 @@ class Runtime:
         return worker
 
     def close(self) -> None:
-        """Stop workers, close the broker, the HTTP client and the engine."""
+        """Stop workers, close the broker, the HTTP client and the engine, and flush the
+        traces (the runtime owns the tracing it was given)."""
         for worker in self._workers:
             worker.stop(timeout=int(self.settings.lease_duration.total_seconds() * 1000))
         self._workers.clear()
         self.broker.close()
         self.client.close()
         self.engine.dispose()
+        self.tracing.shutdown()
 
     @contextmanager
     def running(self, *, threads: int | None = None) -> Iterator[threading.Event]:

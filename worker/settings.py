@@ -79,6 +79,10 @@ DEFAULT_SWEEP_INTERVAL = 10.0
 DEFAULT_SWEEP_AFTER = timedelta(seconds=30)
 """How long a due, unleased delivery's bell may go unanswered before it is rung again."""
 
+DEFAULT_METRICS_HOST = "127.0.0.1"
+"""Where the ``/metrics``, ``/healthz`` and ``/readyz`` listener binds; set
+``CATENTIO_METRICS_HOST=0.0.0.0`` (or ``::``) for a Prometheus on another host."""
+
 DEFAULT_QUEUE = "catentio-webhooks"
 """The dramatiq queue the delivery actor listens on."""
 
@@ -162,6 +166,14 @@ class Settings:
     api_read_limit: str = DEFAULT_API_READ_LIMIT
     api_write_limit: str = DEFAULT_API_WRITE_LIMIT
     idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL
+    # The process's /metrics, /healthz and /readyz port (None: off; 0: any free port).
+    metrics_port: int | None = None
+    metrics_host: str = DEFAULT_METRICS_HOST
+    # An `endpoint` label on the attempt and hold counters: one series per endpoint.
+    metrics_endpoint_labels: bool = False
+    # OpenTelemetry traces go here when set (the [otel] extra); the SDK reads the rest of
+    # its OTEL_* variables itself.
+    otel_endpoint: str | None = None
 
     @property
     def lease_duration(self) -> timedelta:
@@ -198,6 +210,8 @@ class Settings:
             # Procfile platforms say where the web process listens.
             values["api_host"] = "0.0.0.0"
             values["api_port"] = _port("PORT", env["PORT"])
+        if env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip():
+            values["otel_endpoint"] = env["OTEL_EXPORTER_OTLP_ENDPOINT"].strip()
         readers: dict[str, tuple[str, Any]] = {
             "CATENTIO_RETRY_SCHEDULE": ("retry_schedule", parse_schedule),
             "CATENTIO_RETRY_JITTER": ("retry_jitter", float),
@@ -234,6 +248,9 @@ class Settings:
             "CATENTIO_API_READ_LIMIT": ("api_read_limit", str),
             "CATENTIO_API_WRITE_LIMIT": ("api_write_limit", str),
             "CATENTIO_IDEMPOTENCY_TTL": ("idempotency_ttl", parse_duration),
+            "CATENTIO_METRICS_PORT": ("metrics_port", int),
+            "CATENTIO_METRICS_HOST": ("metrics_host", str.strip),
+            "CATENTIO_METRICS_ENDPOINT_LABELS": ("metrics_endpoint_labels", _bool),
         }
         for name, (attribute, parse) in readers.items():
             raw = env.get(name)
@@ -274,6 +291,10 @@ class Settings:
             raise ConfigurationError("rate_limit must be positive (deliveries per second)")
         if not 0 <= self.retry_jitter < 1:
             raise ConfigurationError("retry_jitter must be in [0, 1)")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigurationError(
+                f"CATENTIO_METRICS_PORT must be a port number (0-65535), got {self.metrics_port}"
+            )
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigurationError("CATENTIO_LOG_FORMAT must be auto, json or console")
         for name, port in (("api_port", self.api_port), ("run_api_port", self.run_api_port)):

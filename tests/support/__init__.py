@@ -10,4 +10,5 @@ test module imports comes from here:
 * ``harness``: the deliverer driven one call at a time, and receiver behaviours;
 * ``history``: a seeded history of thousands of deliveries;
 * ``rawserver``: a TCP server that answers with bytes no HTTP library would send.
+* ``scrape``: a real ``catentio-webhooks`` process with metrics on, and its scrapes.
 """

@@ -35,6 +35,10 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 
+PROCESSES = frozenset({"run", "poller", "worker", "api"})
+"""The long-running commands; each names its log lines' ``process`` after itself, every
+other command logs as ``cli``."""
+
 
 def fail(message: str, code: int) -> None:
     """Print one clear line on stderr and exit with ``code``."""
@@ -99,7 +103,12 @@ def main(ctx: click.Context) -> None:
         settings = Settings.from_env()
     except ConfigurationError as exc:
         fail(str(exc), EXIT_USAGE)
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    command = ctx.invoked_subcommand
+    configure_logging(
+        level=settings.log_level,
+        fmt=settings.log_format,
+        process=command if command in PROCESSES else "cli",
+    )
     state = State(settings)
     ctx.obj = state
     ctx.call_on_close(state.close)
@@ -108,6 +117,7 @@ def main(ctx: click.Context) -> None:
 def _register() -> None:
     from worker.cli import (
         api,
+        check,
         db,
         deliveries,
         demo,
@@ -123,6 +133,7 @@ def _register() -> None:
 
     for module in (
         api,
+        check,
         db,
         deliveries,
         demo,

@@ -1,4 +1,4 @@
-"""``api`` (serve the HTTP API), ``api openapi`` and ``api-keys create|list|revoke``."""
+"""``api`` (serve the HTTP API), ``openapi`` (its document) and ``api-keys create|list|revoke``."""
 
 from __future__ import annotations
 
@@ -18,30 +18,32 @@ from worker.cli.state import State, pass_state
 log = structlog.get_logger("worker.cli")
 
 
-@click.group("api", invoke_without_command=True)
+@click.command("api")
 @click.option("--host", help="Address to listen on (default 127.0.0.1; 0.0.0.0 with PORT).")
 @click.option("--port", type=click.IntRange(0, 65535), help="Port (default PORT or 8080).")
-@click.pass_context
-def api(ctx: click.Context, host: str | None, port: int | None) -> None:
+@pass_state
+def api(state: State, host: str | None, port: int | None) -> None:
     """Serve the HTTP API (/v1/webhooks, /v1/events) with uvicorn."""
-    if ctx.invoked_subcommand is not None:
-        return
     from worker.api.server import ApiService, build_context
+    from worker.telemetry.exporter import Telemetry, serving
 
-    state: State = ctx.obj
     settings = state.settings
     context = build_context(settings, migrate=is_sqlite(settings.database_url))
     service = ApiService(
         context, host=host or settings.api_host, port=settings.api_port if port is None else port
     )
+    # With CATENTIO_METRICS_PORT: /metrics (the state gauges), /healthz and /readyz on a
+    # port of their own, as every long-running process has.
+    telemetry = None if settings.metrics_port is None else Telemetry(settings, process="api")
     try:
-        service.serve()
+        with serving(telemetry, context.engine, context.sessions):
+            service.serve()
     finally:
         service.close()
     log.info("api.stopped")
 
 
-@api.command("openapi")
+@click.command("openapi")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write here.")
 def api_openapi(output: Path | None) -> None:
     """Print the OpenAPI 3 document (docs/openapi.json is this output)."""
@@ -131,4 +133,4 @@ def api_keys_revoke(state: State, key_id: str) -> None:
     click.echo(f"revoked {key_id}" if changed else f"{key_id} was already revoked")
 
 
-COMMANDS = [api, api_keys]
+COMMANDS = [api, api_openapi, api_keys]

@@ -11,6 +11,10 @@ import structlog
 from worker.cli.state import State, pass_state
 from worker.errors import ConfigurationError
 from worker.runtime import Runtime
+from worker.settings import Settings
+from worker.telemetry.exporter import Telemetry, serving
+from worker.telemetry.metrics import NO_METRICS
+from worker.telemetry.tracing import open_tracing
 
 log = structlog.get_logger(__name__)
 
@@ -25,6 +29,18 @@ def _stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     return stop
+
+
+def _open(settings: Settings, process: str) -> tuple[Runtime, Telemetry | None]:
+    """The runtime, counting into a Prometheus registry when CATENTIO_METRICS_PORT is set
+    and tracing when OTEL_EXPORTER_OTLP_ENDPOINT is (``runtime.close()`` flushes)."""
+    telemetry = None if settings.metrics_port is None else Telemetry(settings, process=process)
+    runtime = Runtime.open(
+        settings,
+        metrics=telemetry.metrics if telemetry else NO_METRICS,
+        tracing=open_tracing(settings, process=process),
+    )
+    return runtime, telemetry
 
 
 def _needs_redis(state: State, command: str) -> None:
@@ -52,12 +68,12 @@ def run(state: State, threads: int | None, api_port: int | None, no_api: bool) -
 
     settings = state.settings
     stop = _stop_on_signals()
-    runtime = Runtime.open(settings)
+    runtime, telemetry = _open(settings, "run")
     service: ApiService | None = None
     mode = "redis" if settings.redis_url else "in-process"
     log.info("run.started", broker=mode, threads=threads or settings.worker_threads)
     try:
-        with runtime.running(threads=threads):
+        with serving(telemetry, runtime.engine, runtime.sessions), runtime.running(threads=threads):
             if settings.run_api and not no_api:
                 port = settings.run_api_port if api_port is None else api_port
                 service = ApiService(
@@ -78,14 +94,15 @@ def poller(state: State) -> None:
     """Fan out outbox events and sweep for lost messages (run one or more)."""
     _needs_redis(state, "poller")
     stop = _stop_on_signals()
-    runtime = Runtime.open(state.settings)
+    runtime, telemetry = _open(state.settings, "poller")
     log.info("poller.started")
     try:
-        runtime.poller().run(
-            stop,
-            interval=state.settings.poll_interval,
-            sweep_interval=state.settings.sweep_interval,
-        )
+        with serving(telemetry, runtime.engine, runtime.sessions):
+            runtime.poller().run(
+                stop,
+                interval=state.settings.poll_interval,
+                sweep_interval=state.settings.sweep_interval,
+            )
     finally:
         runtime.close()
     log.info("poller.stopped")
@@ -98,11 +115,12 @@ def worker(state: State, threads: int | None) -> None:
     """dramatiq delivery workers on the Redis broker (run as many as you need)."""
     _needs_redis(state, "worker")
     stop = _stop_on_signals()
-    runtime = Runtime.open(state.settings)
+    runtime, telemetry = _open(state.settings, "worker")
     runtime.start_worker(threads)
     log.info("worker.started", threads=threads or state.settings.worker_threads)
     try:
-        stop.wait()
+        with serving(telemetry, runtime.engine, runtime.sessions):
+            stop.wait()
     finally:
         runtime.close()
     log.info("worker.stopped")

@@ -8,6 +8,7 @@ import structlog
 from worker.delivery.deliverer import Deliverer
 from worker.errors import OwnFailure
 from worker.settings import Settings
+from worker.telemetry.metrics import NO_METRICS, Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -29,7 +30,11 @@ def _retry_own_failures(retries: int, exception: BaseException) -> bool:
 
 
 def declare_deliver_actor(
-    broker: dramatiq.Broker, deliverer: Deliverer, settings: Settings
+    broker: dramatiq.Broker,
+    deliverer: Deliverer,
+    settings: Settings,
+    *,
+    metrics: Metrics = NO_METRICS,
 ) -> DeliverActor:
     """Declare ``deliver(delivery_id)`` on ``broker``; it re-sends itself when a retry is
     scheduled, with the delay the policy chose."""
@@ -44,6 +49,7 @@ def declare_deliver_actor(
                 actor.send_with_options(args=(delivery_id,), delay=delay_ms)
         except Exception as exc:
             # The rows already hold their next attempt times; the sweeper rings them.
+            metrics.own_failure("broker")
             log.warning("delivery.resend_failed", error=repr(exc))
 
     time_limit_ms = int((settings.lease_duration.total_seconds() + 30) * 1000)

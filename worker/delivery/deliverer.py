@@ -42,6 +42,7 @@ from worker.policy.admission import Admission, Hold
 from worker.policy.outcomes import EXHAUSTED, Outcome, Verdict, classify
 from worker.policy.schedule import RetrySchedule
 from worker.settings import Settings
+from worker.telemetry.metrics import NO_METRICS, Metrics, status_class
 
 log = structlog.get_logger(__name__)
 
@@ -104,6 +105,7 @@ class Deliverer:
         schedule: RetrySchedule | None = None,
         clock: Clock = utcnow,
         rng: random.Random | None = None,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self._sessions = session_factory
         self._sender = sender
@@ -114,6 +116,7 @@ class Deliverer:
         )
         self._clock = clock
         self._admission = Admission(settings, rng or random.Random())
+        self._metrics = metrics
 
     def deliver(self, delivery_id: str) -> Result:
         """Make the attempt that is due for ``delivery_id``, if this call wins the claim
@@ -126,6 +129,7 @@ class Deliverer:
         try:
             claimed = self._claim(delivery_id)
         except SQLAlchemyError as exc:
+            self._metrics.own_failure("database")
             raise DatabaseUnavailable(f"claiming {delivery_id}: {exc}") from exc
         if isinstance(claimed, Result):
             return claimed
@@ -180,6 +184,7 @@ class Deliverer:
             wait = self._admission.decide(session, endpoint, delivery, found.held_by, now)
             if wait is not None:
                 admission.hold(session, delivery.id, token, wait, now)
+                self._metrics.delivery_held(wait.reason, endpoint_id=endpoint.id)
                 return Result(NotRecorded.POSTPONED, wait.delay, held_by=wait.reason)
             return _Claim(token, delivery, found.Event, endpoint)
 
@@ -231,6 +236,14 @@ class Deliverer:
             claim, number, started_at, endpoint.url, headers, result, outcome, verdict
         )
         status, released = self._record(claim, attempt, outcome, retry_in)
+        self._metrics.attempt_finished(
+            verdict,
+            status_class(attempt.response_status),
+            result.duration,
+            endpoint_id=endpoint.id,
+        )
+        if number == 1:
+            self._metrics.first_attempt_latency((started_at - event.created_at).total_seconds())
         log.info(
             "delivery.attempted",
             outcome=verdict,
@@ -256,6 +269,7 @@ class Deliverer:
         except SQLAlchemyError as exc:
             # The request went out but cannot be recorded. No attempt is counted; the
             # lease expires and the sweeper rings again: at-least-once, never lost.
+            self._metrics.own_failure("database")
             raise DatabaseUnavailable(
                 f"recording an attempt of {claim.delivery.id}: {exc}"
             ) from exc

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -34,6 +35,8 @@ from worker.settings import (
     DEFAULT_SWEEP_AFTER,
     DEFAULT_SWEEP_INTERVAL,
 )
+from worker.telemetry.metrics import NO_METRICS, Metrics
+from worker.telemetry.tracing import NO_TRACING, Tracing
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +64,8 @@ class Poller:
     clock: Clock = utcnow
     # Finished history older than this is pruned from the loop, a little at a time.
     retention: timedelta | None = None
+    metrics: Metrics = NO_METRICS
+    tracing: Tracing = NO_TRACING
 
     def poll_once(self) -> PollResult:
         """Fan out one batch of waiting events, commit, then dispatch the new deliveries.
@@ -71,36 +76,47 @@ class Poller:
         endpoint) constraint is the last line of defence against a duplicate delivery.
         """
         now = self.clock()
-        with self.session_factory() as session, session.begin():
-            lock_for_write(session)
-            events = list(session.scalars(self._waiting_events(session)))
-            if not events:
-                return PollResult(0, 0, 0)
-            by_workspace = self._endpoints_for(session, {e.workspace_id for e in events})
-            rows = [
-                delivery_row(event, endpoint, now)
-                for event in events
-                for endpoint in accepting(
-                    [
-                        e
-                        for e in by_workspace.get(event.workspace_id, ())
-                        if matches_any(e.event_types, event.type)
-                    ],
-                    event,
+        with ExitStack() as traced:
+            with self.session_factory() as session, session.begin():
+                lock_for_write(session)
+                events = list(session.scalars(self._waiting_events(session)))
+                if not events:
+                    return PollResult(0, 0, 0)
+                # Only a batch gets a span (an idle poller's empty polls would drown the
+                # traces). It lasts through the commit and the ringing, so the messages
+                # carry its context to the deliveries' spans.
+                span = traced.enter_context(
+                    self.tracing.span("webhook.fan_out", **{"catentio.events": len(events)})
                 )
-            ]
-            created = insert_new(session, rows)
-            session.execute(
-                update(Event).where(Event.id.in_([e.id for e in events])).values(dispatched_at=now)
+                span.set_attribute("catentio.event.ids", [e.id for e in events])
+                by_workspace = self._endpoints_for(session, {e.workspace_id for e in events})
+                rows = [
+                    delivery_row(event, endpoint, now)
+                    for event in events
+                    for endpoint in accepting(
+                        [
+                            e
+                            for e in by_workspace.get(event.workspace_id, ())
+                            if matches_any(e.event_types, event.type)
+                        ],
+                        event,
+                    )
+                ]
+                created = insert_new(session, rows)
+                session.execute(
+                    update(Event)
+                    .where(Event.id.in_([e.id for e in events]))
+                    .values(dispatched_at=now)
+                )
+            self.metrics.poll_batch(len(events))
+            pending = [d for d, status in created if status == DeliveryStatus.PENDING]
+            log.info(
+                "outbox.fanned_out",
+                events=len(events),
+                deliveries=len(pending),
+                skipped=len(created) - len(pending),
             )
-        pending = [d for d, status in created if status == DeliveryStatus.PENDING]
-        log.info(
-            "outbox.fanned_out",
-            events=len(events),
-            deliveries=len(pending),
-            skipped=len(created) - len(pending),
-        )
-        self._ring(pending)
+            self._ring(pending)
         return PollResult(len(events), len(pending), len(created) - len(pending))
 
     def sweep_once(self, limit: int = 1000) -> int:
@@ -130,6 +146,7 @@ class Poller:
                 session.execute(update(Delivery).where(Delivery.id.in_(due)).values(rung_at=now))
         if due:
             log.info("outbox.swept", deliveries=len(due))
+            self.metrics.swept(len(due))
             self._ring(due)
         return len(due)
 
@@ -157,6 +174,7 @@ class Poller:
                 if pruner is not None:
                     pruner.run_if_due()
             except SQLAlchemyError as exc:
+                self.metrics.own_failure("database")
                 log.error("outbox.poll_failed", error=str(exc).splitlines()[0])
                 stop.wait(interval)
                 continue
@@ -174,6 +192,7 @@ class Poller:
             self.dispatch(delivery_ids)
         except Exception as exc:
             # The rows are committed; the sweeper rings again once the broker is back.
+            self.metrics.own_failure("broker")
             log.warning("outbox.dispatch_failed", deliveries=len(delivery_ids), error=repr(exc))
 
     def _waiting_events(self, session: Session) -> Select[Any]:
