@@ -8,6 +8,7 @@ checked, rate limit spent, workspace resolved) and its ``Idempotency-Key``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.responses import Response
 
+from outbox.database import lock_for_write
 from outbox.errors import CatentioError
 from worker.access.errors import AuthenticationFailed
 from worker.access.keys import authenticate
@@ -102,6 +104,15 @@ class Caller:
             field = next((f for kind, f in (fields or {}).items() if isinstance(exc, kind)), None)
             error = api_error_for(exc, field=field)
             return error.status, error
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A write transaction on the request's session that takes the write lock first
+        (SQLite's ``BEGIN IMMEDIATE``), so reading and then writing in it waits its turn
+        instead of failing when another writer got in between."""
+        with self.session.begin():
+            lock_for_write(self.session)
+            yield self.session
 
     def ring(self, delivery_ids: Sequence[str]) -> None:
         """Wake the workers for these deliveries. Without a reachable broker they wait

@@ -129,6 +129,7 @@ class IdempotencyStore:
         """Keep the response of the request that claimed the key; a 5xx is not kept,
         so the key can be used again."""
         with self._sessions() as session, session.begin():
+            lock_for_write(session)
             record = session.get(IdempotencyRecord, (workspace_id, key))
             if record is None:
                 return
@@ -141,6 +142,7 @@ class IdempotencyStore:
     def abandon(self, workspace_id: str, key: str) -> None:
         """Forget a claim whose request failed without an answer worth keeping."""
         with self._sessions() as session, session.begin():
+            lock_for_write(session)
             session.execute(
                 delete(IdempotencyRecord).where(
                     IdempotencyRecord.workspace_id == workspace_id, IdempotencyRecord.key == key

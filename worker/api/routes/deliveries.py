@@ -117,7 +117,7 @@ def replay_one(caller: Writer, webhook_id: WebhookId, delivery_id: DeliveryId) -
 
     def work() -> tuple[int, object]:
         context = caller.context
-        with caller.session.begin():
+        with caller.writing():
             _delivery(caller, webhook_id, delivery_id)
             outcome = replay_delivery(caller.session, delivery_id, now=context.clock())
         if outcome.reopened:
@@ -147,7 +147,7 @@ def replay_many(
 
     def work() -> tuple[int, object]:
         context = caller.context
-        with caller.session.begin():
+        with caller.writing():
             get_workspace_endpoint(caller.session, caller.workspace_id, webhook_id)
             selection = bulk_selection(
                 caller.session,

@@ -54,7 +54,7 @@ def publish_event(caller: Writer, body: EventCreate) -> Response:
 
     def work() -> tuple[int, object]:
         try:
-            with caller.session.begin():
+            with caller.writing():
                 event = publish(
                     caller.session,
                     workspace_id=caller.workspace_id,

@@ -95,7 +95,7 @@ def create_webhook(caller: Writer, body: WebhookCreate) -> Response:
 
     def work() -> tuple[int, object]:
         context = caller.context
-        with caller.session.begin():
+        with caller.writing():
             created = create_endpoint(
                 caller.session,
                 context.box,
@@ -133,7 +133,7 @@ def update_webhook(caller: Writer, webhook_id: WebhookId, body: WebhookUpdate) -
     )
 
     def work() -> tuple[int, object]:
-        with caller.session.begin():
+        with caller.writing():
             get_workspace_endpoint(caller.session, caller.workspace_id, webhook_id)
             endpoint = update_endpoint(
                 caller.session,
@@ -181,7 +181,7 @@ def rotate_webhook_secret(
 
     def work() -> tuple[int, object]:
         context = caller.context
-        with caller.session.begin():
+        with caller.writing():
             get_workspace_endpoint(caller.session, caller.workspace_id, webhook_id)
             rotation = rotate_secret(
                 caller.session,
@@ -201,7 +201,7 @@ def _state_change(
     caller: Caller, webhook_id: str, change: Callable[[Session, datetime], object]
 ) -> Response:
     def work() -> tuple[int, object]:
-        with caller.session.begin():
+        with caller.writing():
             get_workspace_endpoint(caller.session, caller.workspace_id, webhook_id)
             change(caller.session, caller.context.clock())
         caller.session.expire_all()
