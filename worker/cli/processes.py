@@ -19,7 +19,8 @@ from worker.telemetry.tracing import open_tracing
 log = structlog.get_logger(__name__)
 
 
-def _stop_on_signals() -> threading.Event:
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM (logged once)."""
     stop = threading.Event()
 
     def handler(signum: int, _frame: object) -> None:
@@ -39,6 +40,7 @@ def _open(settings: Settings, process: str) -> tuple[Runtime, Telemetry | None]:
         settings,
         metrics=telemetry.metrics if telemetry else NO_METRICS,
         tracing=open_tracing(settings, process=process),
+        startup_timeout=settings.startup_timeout,
     )
     return runtime, telemetry
 
@@ -67,7 +69,7 @@ def run(state: State, threads: int | None, api_port: int | None, no_api: bool) -
     from worker.api.server import ApiService, context_for_runtime
 
     settings = state.settings
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     runtime, telemetry = _open(settings, "run")
     service: ApiService | None = None
     mode = "redis" if settings.redis_url else "in-process"
@@ -93,7 +95,7 @@ def run(state: State, threads: int | None, api_port: int | None, no_api: bool) -
 def poller(state: State) -> None:
     """Fan out outbox events and sweep for lost messages (run one or more)."""
     _needs_redis(state, "poller")
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     runtime, telemetry = _open(state.settings, "poller")
     log.info("poller.started")
     try:
@@ -114,7 +116,7 @@ def poller(state: State) -> None:
 def worker(state: State, threads: int | None) -> None:
     """dramatiq delivery workers on the Redis broker (run as many as you need)."""
     _needs_redis(state, "worker")
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     runtime, telemetry = _open(state.settings, "worker")
     runtime.start_worker(threads)
     log.info("worker.started", threads=threads or state.settings.worker_threads)

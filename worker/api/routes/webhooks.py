@@ -72,8 +72,11 @@ def list_webhooks(
     """The workspace's endpoints, newest first."""
     filters = {"workspace": caller.workspace_id}
     after = cursor.decode(cursor_, filters, prefix=ids.ENDPOINT)
-    rows, last = endpoint_page(caller.session, caller.workspace_id, limit=limit, after=after)
-    next_cursor = cursor.encode(last, filters) if last is not None else None
+    rows = endpoint_page(
+        caller.session, workspace_id=caller.workspace_id, limit=limit + 1, after=after
+    )
+    more, rows = len(rows) > limit, rows[:limit]
+    next_cursor = cursor.encode(rows[-1].id, filters) if more else None
     return caller.page([wire(webhook_of(e)) for e in rows], limit=limit, next_cursor=next_cursor)
 
 
@@ -109,6 +112,7 @@ def create_webhook(caller: Writer, body: WebhookCreate) -> Response:
                 rate_limit=body.rate_limit,
                 payload_filter=body.filter,
                 max_header_bytes=context.settings.max_header_bytes,
+                allowed_networks=context.settings.allowed_networks,
                 clock=context.clock,
             )
             view = webhook_of(created.endpoint)
@@ -141,6 +145,7 @@ def update_webhook(caller: Writer, webhook_id: WebhookId, body: WebhookUpdate) -
                 changes,
                 now=caller.context.clock(),
                 max_header_bytes=caller.context.settings.max_header_bytes,
+                allowed_networks=caller.context.settings.allowed_networks,
             )
             return 200, wire(webhook_of(endpoint))
 
