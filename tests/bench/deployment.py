@@ -357,6 +357,7 @@ class Deployment:
         """CPU and RSS of every process, their counters, their backends, the receiver."""
         self.check_running()
         stats = self.receiver.stats()
+        harness = procstat.read(os.getpid())
         processes = {}
         for process in self.processes:
             sample = procstat.read(process.popen.pid)
@@ -369,6 +370,8 @@ class Deployment:
             backends=self._sampler.snapshot() if self._sampler is not None else {},
             receiver_cpu=float(stats["cpu"]),
             receiver_requests=sum(stats["requests"].values()),
+            machine_busy=procstat.machine_busy(),
+            harness_cpu=harness.cpu if harness is not None else 0.0,
         )
 
     def peak_rss(self) -> dict[str, int]:

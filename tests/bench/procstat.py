@@ -35,6 +35,15 @@ def read(pid: int) -> ProcSample | None:
     return ProcSample(cpu=ticks / CLOCK_TICKS, rss_bytes=rss_pages * os.sysconf("SC_PAGE_SIZE"))
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy since boot, summed over its cores
+    (``/proc/stat``: everything but idle and iowait)."""
+    with open("/proc/stat") as handle:
+        fields = [int(v) for v in handle.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+
+
 def peak_rss(pid: int) -> int | None:
     """The process's peak resident memory so far (``VmHWM``), in bytes."""
     try:

@@ -134,6 +134,13 @@ def record_usage(results: Results, scenario: str, usage: Usage, deliveries: int)
                 else counter.removeprefix("sql_by_target.")
             )
             results.add(scenario, f"{name} {label} per delivery", counts[counter] / deliveries)
+    if usage.seconds > 0:
+        results.add(
+            scenario,
+            "other processes' CPU meanwhile (noise)",
+            usage.others_cpu / usage.seconds,
+            "cores",
+        )
     for name, rss in sorted(usage.rss.items()):
         results.add(scenario, f"{name} RSS at end", rss / MIB, "MiB")
 

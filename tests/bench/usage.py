@@ -24,6 +24,8 @@ class Snapshot:
     backends: dict[int, Backend]
     receiver_cpu: float
     receiver_requests: int
+    machine_busy: float = 0.0  # the whole machine's busy CPU seconds (procstat.machine_busy)
+    harness_cpu: float = 0.0  # the benchmark's own process
 
 
 def role(name: str) -> str:
@@ -42,6 +44,9 @@ class Usage:
     backend_cpu: dict[str, float]  # by the role of the process served
     receiver_cpu: float
     receiver_requests: int
+    # CPU seconds of everything else on the machine meanwhile (other engineers' tests):
+    # the machine's busy time minus ours, the backends', the receiver's and the harness's.
+    others_cpu: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -59,14 +64,22 @@ class Usage:
         for pid, backend in end.backends.items():
             before = start.backends.get(pid)
             backend_cpu[backend.role] += backend.cpu - (before.cpu if before else 0.0)
+        receiver_cpu = end.receiver_cpu - start.receiver_cpu
+        ours = (
+            sum(cpu.values())
+            + sum(backend_cpu.values())
+            + receiver_cpu
+            + (end.harness_cpu - start.harness_cpu)
+        )
         return cls(
             seconds=end.time - start.time,
             cpu=cpu,
             rss={name: sample.rss_bytes for name, sample in end.processes.items()},
             counts=counts,
             backend_cpu=dict(backend_cpu),
-            receiver_cpu=end.receiver_cpu - start.receiver_cpu,
+            receiver_cpu=receiver_cpu,
             receiver_requests=end.receiver_requests - start.receiver_requests,
+            others_cpu=max(0.0, end.machine_busy - start.machine_busy - ours),
         )
 
     def cpu_by_role(self) -> dict[str, float]:
@@ -95,5 +108,6 @@ class Usage:
             "postgres_backend_cpu_s": self.backend_cpu,
             "receiver_cpu_s": self.receiver_cpu,
             "receiver_requests": self.receiver_requests,
+            "others_cpu_s": self.others_cpu,
             **self.extra,
         }
