@@ -53,8 +53,10 @@ class BenchConfig:
     backlog_large: int = 4000
     # Extra environment for every product process, "NAME=value,NAME=value".
     env: str = ""
-    # The A/B scenario: environment of run B ("{n}" becomes the process's ordinal).
+    # The A/B scenario: environment of run B ("{n}" becomes the process's ordinal), and/or
+    # a checkout whose worker and outbox run B's processes.
     ab_env: str = ""
+    ab_checkout: str = ""
     # Seconds of py-spy on worker 1 (run, embedded) during the throughput window; 0: off.
     pyspy: float = 0.0
     # Longest wait for any phase to finish, in seconds.

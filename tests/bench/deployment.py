@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from outbox import publish
 from tests.bench import procstat
 from tests.bench.backends import BackendSampler
+from tests.bench.instrumented import PRODUCT_PATH
 from tests.bench.publisher import PAD, run_publisher
 from tests.bench.receiver import ReceiverProcess
 from tests.bench.usage import Snapshot
@@ -108,6 +109,7 @@ class Deployment:
         threads: int = 8,
         env: Mapping[str, str] | None = None,
         process_env: Callable[[str, int], Mapping[str, str]] | None = None,
+        checkout: Path | None = None,
     ) -> None:
         if kind not in ("distributed", "embedded"):
             raise ValueError(f"unknown deployment kind {kind!r}")
@@ -123,6 +125,7 @@ class Deployment:
         self.threads = threads
         self.env = dict(env or {})
         self.process_env = process_env
+        self.checkout = checkout
         self.processes: list[ProductProcess] = []
         self._key = Fernet.generate_key().decode()
         self._postgres_url = postgres_url
@@ -232,6 +235,8 @@ class Deployment:
             )
         if name.startswith("poller"):
             env["CATENTIO_LOG_LEVEL"] = "INFO"  # outbox.swept lines count the re-rings
+        if self.checkout is not None:
+            env[PRODUCT_PATH] = str(self.checkout)
         env.update(self.env)
         if self.process_env is not None:
             env.update(self.process_env(name, index))

@@ -17,7 +17,9 @@ and anything the driver is asked directly), ``commits``/``rollbacks``, pool ``ch
 and new ``connects``, ``redis`` commands (a pipeline counts each command it sends).
 
 The command is the installed ``catentio-webhooks`` console script, found through its
-entry point, so this keeps working whatever modules the product is split into.
+entry point, so this keeps working whatever modules the product is split into. With
+``CATENTIO_BENCH_PRODUCT_PATH`` set (the A/B scenario), that checkout comes first on
+``sys.path``, so its ``worker`` and ``outbox`` run instead of the installed ones.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from pathlib import Path
 from typing import Any
 
 WRITE_INTERVAL = 0.2
+
+PRODUCT_PATH = "CATENTIO_BENCH_PRODUCT_PATH"
+"""Set by the benchmark to run another checkout's ``worker`` and ``outbox`` (A/B)."""
 
 
 class Counts:
@@ -142,6 +147,10 @@ def run(argv: list[str]) -> None:
         counts.write()
         atexit.register(counts.write)
         threading.Thread(target=counts.keep_writing, name="bench-counts", daemon=True).start()
+    product = os.environ.pop(PRODUCT_PATH, None)
+    if product:
+        # Before the product is imported: its packages are found there first.
+        sys.path.insert(0, product)
     (script,) = entry_points(group="console_scripts", name="catentio-webhooks")
     main = script.load()
     sys.argv = ["catentio-webhooks", *argv[2:]]

@@ -131,7 +131,12 @@ def measure_throughput(
             loop.rate,
             "1/s",
         )
-        results.add(scenario, "plain loop CPU per post", loop.cpu / loop.posts * MS, "ms")
+        results.add(
+            scenario,
+            f"plain loop {('before', 'after')[index]} CPU per post",
+            loop.cpu / loop.posts * MS,
+            "ms",
+        )
         assert loop.errors == 0, f"the plain loop saw {loop.errors} errors"
     if receiver_cpu:
         results.add(
