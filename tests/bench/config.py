@@ -57,6 +57,9 @@ class BenchConfig:
     # a checkout whose worker and outbox run B's processes.
     ab_env: str = ""
     ab_checkout: str = ""
+    # 0: launch the product without the statement counters (they cost ~2 % of a
+    # worker's CPU today, by py-spy), to check what they cost.
+    count: int = 1
     # Seconds of py-spy on worker 1 (run, embedded) during the throughput window; 0: off.
     pyspy: float = 0.0
     # Longest wait for any phase to finish, in seconds.

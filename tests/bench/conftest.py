@@ -115,6 +115,7 @@ def make_deployment(
             if kind == "distributed"
             else bench_config.embedded_threads,
             "env": bench_config.product_env,
+            "count_statements": bool(bench_config.count),
         }
         if kind == "distributed":
             options["postgres_url"] = request.getfixturevalue("postgres_server")

@@ -110,6 +110,7 @@ class Deployment:
         env: Mapping[str, str] | None = None,
         process_env: Callable[[str, int], Mapping[str, str]] | None = None,
         checkout: Path | None = None,
+        count_statements: bool = True,
     ) -> None:
         if kind not in ("distributed", "embedded"):
             raise ValueError(f"unknown deployment kind {kind!r}")
@@ -126,6 +127,7 @@ class Deployment:
         self.env = dict(env or {})
         self.process_env = process_env
         self.checkout = checkout
+        self.count_statements = count_statements
         self.processes: list[ProductProcess] = []
         self._key = Fernet.generate_key().decode()
         self._postgres_url = postgres_url
@@ -318,9 +320,10 @@ class Deployment:
     def _spawn(self, name: str, index: int, args: list[str]) -> None:
         counts = self.workdir / f"{name}.counts.json"
         log = self.workdir / f"{name}.log"
+        counting = str(counts) if self.count_statements else "-"
         with log.open("wb") as out:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "tests.bench.instrumented", str(counts), "--", *args],
+                [sys.executable, "-m", "tests.bench.instrumented", counting, "--", *args],
                 env=self.environment(name, index),
                 cwd=REPO,
                 stdout=out,
