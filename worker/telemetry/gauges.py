@@ -3,10 +3,11 @@
 They describe the pipeline, not this process, so they do not depend on the delivery
 engine's internals: outbox lag (age of the oldest waiting event), waiting events,
 backlog (pending deliveries that are due and not leased), deliveries in flight (leased),
-endpoints with an open circuit, disabled and paused endpoints. Each figure is one
-indexed query (``ix_events_waiting``, ``ix_deliveries_due``, ``ix_deliveries_leased``,
-the small endpoints table); the answers are cached for ``cache_seconds`` so several
-scrapers (or a dashboard refresh storm) cost one round of queries.
+deliveries on hold by reason, endpoints with an open circuit, disabled and paused
+endpoints. Each figure is one indexed query (``ix_events_waiting``, ``ix_deliveries_due``,
+``ix_deliveries_leased``, ``ix_deliveries_held``, the small endpoints table); the
+answers are cached for ``cache_seconds`` so several scrapers (or a dashboard refresh
+storm) cost one round of queries.
 
 Every process with metrics on exports the same figures; dashboards and alerts take
 ``max()`` over the processes.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from outbox.clock import Clock, utcnow
 from outbox.models import Delivery, DeliveryStatus, Endpoint, Event
-from worker.telemetry.metrics import PREFIX
+from worker.telemetry.metrics import HOLD_REASONS, PREFIX
 
 log = structlog.get_logger("worker.telemetry")
 
@@ -47,6 +48,8 @@ class State:
     circuits_open: int
     disabled: int
     paused: int
+    # Pending deliveries waiting out a hold, by reason (every reason present, maybe 0).
+    on_hold: dict[str, int] = field(default_factory=dict)
 
 
 def read_state(session: Session, *, now_clock: Clock, circuit_threshold: int) -> State:
@@ -81,6 +84,13 @@ def read_state(session: Session, *, now_clock: Clock, circuit_threshold: int) ->
             func.count().filter(Endpoint.paused.is_(True)),
         )
     ).one()
+    on_hold = dict.fromkeys(HOLD_REASONS, 0)
+    for reason, count in session.execute(
+        select(Delivery.held_by, func.count())
+        .where(Delivery.held_by.is_not(None), Delivery.status == DeliveryStatus.PENDING)
+        .group_by(Delivery.held_by)
+    ):
+        on_hold[str(reason)] = int(count)
     return State(
         waiting_events=int(waiting),
         outbox_lag_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
@@ -89,6 +99,7 @@ def read_state(session: Session, *, now_clock: Clock, circuit_threshold: int) ->
         circuits_open=int(endpoints[0]),
         disabled=int(endpoints[1]),
         paused=int(endpoints[2]),
+        on_hold=on_hold,
     )
 
 
@@ -166,3 +177,13 @@ class StateGauges(Collector):
                 family.add_metric([], float(getattr(state, attribute)))
             if state is not None or not with_values:
                 yield family
+        held = GaugeMetricFamily(
+            f"{PREFIX}_deliveries_on_hold",
+            "Pending deliveries waiting out a hold (paused, circuit, concurrency, rate).",
+            labels=["reason"],
+        )
+        if state is not None:
+            for reason, count in sorted(state.on_hold.items()):
+                held.add_metric([reason], float(count))
+        if state is not None or not with_values:
+            yield held

@@ -17,7 +17,8 @@ from worker.telemetry.gauges import StateGauges
 
 def values(gauges: StateGauges) -> dict[str, float]:
     return {
-        sample.name.removeprefix("catentio_webhooks_"): sample.value
+        sample.name.removeprefix("catentio_webhooks_")
+        + "".join(f"{{{k}={v}}}" for k, v in sample.labels.items()): sample.value
         for family in gauges.collect()
         for sample in family.samples
     }
@@ -55,6 +56,17 @@ def test_gauges_reflect_the_database(
         session.execute(
             update(Endpoint).where(Endpoint.id == failing.id).values(consecutive_failures=9)
         )
+        held = session.scalars(
+            Delivery.__table__.select()
+            .with_only_columns(Delivery.id)
+            .where(Delivery.id.not_in(leased))
+            .limit(3)
+        ).all()
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(held))
+            .values(held_by="circuit", next_attempt_at=clock.now + timedelta(minutes=1))
+        )
         session.execute(update(Endpoint).where(Endpoint.id == healthy.id).values(paused=True))
         session.execute(
             update(Endpoint)
@@ -66,7 +78,9 @@ def test_gauges_reflect_the_database(
     assert got["state_up"] == 1
     assert got["outbox_waiting_events"] == 1
     assert got["outbox_lag_seconds"] == 42
-    assert got["deliveries_due"] == 10
+    assert got["deliveries_due"] == 7  # 12, less 2 leased, less 3 held until later
+    assert got["deliveries_on_hold{reason=circuit}"] == 3
+    assert got["deliveries_on_hold{reason=rate}"] == 0
     assert got["deliveries_in_flight"] == 2
     assert got["endpoints_circuit_open"] == 1
     assert got["endpoints_disabled"] == 1
