@@ -16,6 +16,8 @@ One folder per concept; read the file list as a table of contents:
                     the checks (``check``, ``/readyz``)
 ``telemetry/``      metrics (the interface the engine calls, Prometheus), the state gauges, the
                     per-process /metrics /healthz /readyz listener
+``portal/``         the web portal (mounted by the API process): signed links and sessions, pages
+                    and actions over the functions above, templates, vendored htmx
 ``cli/``            ``catentio-webhooks``: commands only, over the functions above
 ``demo/``           the self-checking demo and its verifying receiver (not on the runtime path)
 ==================  =========================================================================

@@ -25,8 +25,10 @@ API) adds its own advice, using the attributes some of these carry::
     ├── OwnFailure                      our side failed; never spends a receiver's attempt
     │   ├── DatabaseUnavailable
     │   └── BrokerUnavailable
-    └── SendError                       the request got no usable response
-                                        (``worker.http.errors``: its own tree)
+    ├── SendError                       the request got no usable response
+    │                                   (``worker.http.errors``: its own tree)
+    └── PortalError                     the portal refuses a link, session or request
+                                        (``worker.portal.errors``: its own tree)
 
 The receiver's failures (timeouts, refused connections, bad statuses) are not raised
 past a delivery: ``worker.policy.outcomes`` classifies them as outcomes.

@@ -86,6 +86,21 @@ DEFAULT_METRICS_HOST = "127.0.0.1"
 DEFAULT_QUEUE = "catentio-webhooks"
 """The dramatiq queue the delivery actor listens on."""
 
+DEFAULT_PORTAL_URL = "http://127.0.0.1:8080"
+"""Where the process serving the portal is reached; portal links start with it."""
+
+DEFAULT_PORTAL_LINK_TTL = timedelta(hours=1)
+"""How long a portal link can be opened after it was minted, unless ``--ttl`` says."""
+
+DEFAULT_PORTAL_MAX_LINK_TTL = timedelta(days=7)
+"""The longest ``--ttl`` a portal link may be given."""
+
+DEFAULT_PORTAL_SESSION_TTL = timedelta(hours=8)
+"""How long the session opened by a portal link lasts."""
+
+DEFAULT_PORTAL_FRAME_ANCESTORS = "'none'"
+"""CSP ``frame-ancestors`` of the portal: nobody may frame it unless configured."""
+
 
 def _bool(value: str) -> bool:
     lowered = value.strip().lower()
@@ -143,6 +158,14 @@ class Settings:
     redis_namespace: str = "catentio"
     log_level: str = "INFO"
     log_format: str = "auto"
+    # Signs portal links and sessions, newest first (several while rotating). Empty: the
+    # embedded mode generates one into a key file beside the SQLite database.
+    portal_secrets: tuple[str, ...] = field(default=(), repr=False)
+    portal_url: str = DEFAULT_PORTAL_URL
+    portal_link_ttl: timedelta = DEFAULT_PORTAL_LINK_TTL
+    portal_session_ttl: timedelta = DEFAULT_PORTAL_SESSION_TTL
+    # Space-separated CSP sources allowed to embed the portal in a frame (the control plane).
+    portal_frame_ancestors: str = DEFAULT_PORTAL_FRAME_ANCESTORS
     # The process's /metrics, /healthz and /readyz port (None: off; 0: any free port).
     metrics_port: int | None = None
     metrics_host: str = DEFAULT_METRICS_HOST
@@ -214,6 +237,11 @@ class Settings:
             "CATENTIO_REDIS_NAMESPACE": ("redis_namespace", str),
             "CATENTIO_LOG_LEVEL": ("log_level", str.upper),
             "CATENTIO_LOG_FORMAT": ("log_format", str.lower),
+            "CATENTIO_PORTAL_SECRET": ("portal_secrets", _keys),
+            "CATENTIO_PORTAL_URL": ("portal_url", _portal_url),
+            "CATENTIO_PORTAL_LINK_TTL": ("portal_link_ttl", parse_duration),
+            "CATENTIO_PORTAL_SESSION_TTL": ("portal_session_ttl", parse_duration),
+            "CATENTIO_PORTAL_FRAME_ANCESTORS": ("portal_frame_ancestors", _frame_ancestors),
             "CATENTIO_METRICS_PORT": ("metrics_port", int),
             "CATENTIO_METRICS_HOST": ("metrics_host", str.strip),
             "CATENTIO_METRICS_ENDPOINT_LABELS": ("metrics_endpoint_labels", _bool),
@@ -263,10 +291,29 @@ class Settings:
             )
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigurationError("CATENTIO_LOG_FORMAT must be auto, json or console")
+        if not timedelta(0) < self.portal_link_ttl <= DEFAULT_PORTAL_MAX_LINK_TTL:
+            raise ConfigurationError("CATENTIO_PORTAL_LINK_TTL must be positive and at most 7d")
+        if self.portal_session_ttl <= timedelta(0):
+            raise ConfigurationError("CATENTIO_PORTAL_SESSION_TTL must be positive")
 
 
 def _seconds(value: str) -> float:
     return parse_duration(value).total_seconds()
+
+
+def _portal_url(value: str) -> str:
+    url = value.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return url
+
+
+def _frame_ancestors(value: str) -> str:
+    """Space-separated CSP sources; nothing that could end the directive or the header."""
+    sources = value.split()
+    if not sources or any(c in value for c in ';,\r\n"<>'):
+        raise ValueError("must be space-separated CSP sources, e.g. https://app.example.com")
+    return " ".join(sources)
 
 
 def _keys(value: str) -> tuple[str, ...]:
