@@ -36,7 +36,13 @@ from sqlalchemy.engine import make_url
 
 from outbox.database import normalize_url
 from outbox.migrate import upgrade
-from tests.support.services import POSTGRES_URL, REDIS_URL, fast_settings, service_missing
+from tests.support.services import (
+    ANYWHERE,
+    POSTGRES_URL,
+    REDIS_URL,
+    fast_settings,
+    service_missing,
+)
 from worker.demo.receiver import Behaviour, Receiver
 from worker.endpoints.registry import NewSecret, create_endpoint
 from worker.logs import configure_logging
@@ -247,6 +253,9 @@ def add_endpoint() -> Callable[..., NewSecret]:
                 workspace_id=workspace_id,
                 url=target,
                 event_types=list(event_types),
+                # Register anything: tests of the send-time SSRF guard need rows the
+                # registration check would refuse (it has tests of its own).
+                allowed_networks=kwargs.pop("allowed_networks", ANYWHERE),
                 **kwargs,
             )
         if receiver is not None and url is None:

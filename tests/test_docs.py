@@ -51,3 +51,12 @@ def test_procfile_names_the_three_process_types() -> None:
     )
     assert set(kinds) == {"release", "poller", "worker"}
     assert all(v.strip().startswith("catentio-webhooks ") for v in kinds.values())
+
+
+def test_readmes_say_how_to_install_catentio_signing_from_this_repository() -> None:
+    """No index serves catentio-signing yet: the READMEs never say `pip install
+    catentio-signing` bare, and show how to install it from the repository instead."""
+    for path in (ROOT / "README.md", ROOT / "signing" / "README.md"):
+        text = path.read_text()
+        assert not re.search(r"pip install '?catentio-signing", text), path
+        assert "pip install ./signing" in text, path

@@ -24,7 +24,8 @@ API) adds its own advice, using the attributes some of these carry::
     ├── ConfigurationError              settings that cannot work (``worker.settings``)
     ├── OwnFailure                      our side failed; never spends a receiver's attempt
     │   ├── DatabaseUnavailable
-    │   └── BrokerUnavailable
+    │   ├── BrokerUnavailable
+    │   └── SchemaNotReady              the schema is not (yet) the one this code needs
     ├── SendError                       the request got no usable response
     │                                   (``worker.http.errors``: its own tree)
     └── PortalError                     the portal refuses a link, session or request
@@ -122,3 +123,8 @@ class DatabaseUnavailable(OwnFailure):
 
 class BrokerUnavailable(OwnFailure):
     """The message broker could not be reached."""
+
+
+class SchemaNotReady(OwnFailure):
+    """The database schema is not the one this code needs (not migrated yet, or
+    migrated by newer code, or another application's)."""

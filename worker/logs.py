@@ -69,8 +69,10 @@ def configure_logging(
     stream: TextIO | None = None,
     process: str = "cli",
 ) -> None:
-    """Set up structlog (and the standard library's logging, which dramatiq uses);
-    ``process`` names the kind of process on every line."""
+    """Set up structlog, and route the standard library's logging (dramatiq, alembic,
+    SQLAlchemy, httpx) through the same processors and renderer: one JSON object per
+    line when not a terminal, whoever logged it. Library records are kept from WARNING
+    up (DEBUG shows everything). ``process`` names the kind of process on every line."""
     out = stream or sys.stderr
     json_output = fmt == "json" or (fmt == "auto" and not out.isatty())
     renderer: Any = (
@@ -79,12 +81,15 @@ def configure_logging(
         else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        ProcessFields(process),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            ProcessFields(process),
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *shared,
             structlog.processors.format_exc_info,
             scrub_secrets,
             renderer,
@@ -93,9 +98,21 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
-    logging.basicConfig(
-        level=max(numeric, logging.WARNING),
-        stream=out,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        force=True,
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                scrub_secrets,
+                renderer,
+            ],
+        )
     )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(numeric if numeric <= logging.DEBUG else max(numeric, logging.WARNING))

@@ -23,12 +23,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from outbox.clock import Clock, utcnow
 from outbox.database import is_sqlite, make_engine, make_session_factory
 from outbox.migrate import current_revision, head_revision, upgrade
+from worker import startup
+from worker.availability import Availability
 from worker.delivery.actor import DeliverActor, declare_deliver_actor
 from worker.delivery.bell import Bell
-from worker.delivery.broker import build_broker
+from worker.delivery.broker import ConsumerOutages, build_broker, ping
 from worker.delivery.deliverer import Deliverer
 from worker.endpoints.secretbox import SecretBox, open_secret_box
-from worker.errors import ConfigurationError
+from worker.errors import ConfigurationError, DatabaseUnavailable
 from worker.fanout.poller import Dispatch, Poller
 from worker.http.sender import Sender
 from worker.http.transport import GuardedTransport
@@ -41,7 +43,11 @@ log = structlog.get_logger(__name__)
 
 def open_database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
     """Engine and session factory for ``settings.database_url``."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(
+        settings.database_url,
+        connect_timeout=settings.database_connect_timeout,
+        statement_timeout=settings.database_statement_timeout,
+    )
     return engine, make_session_factory(engine)
 
 
@@ -72,10 +78,13 @@ class Runtime:
     actor: DeliverActor
     deliverer: Deliverer
     bell: Bell
+    database: Availability
+    broker_state: Availability
     clock: Clock = utcnow
     metrics: Metrics = NO_METRICS
     tracing: Tracing = NO_TRACING
     _workers: list[dramatiq.Worker] = field(default_factory=list)
+    _consumer_outages: ConsumerOutages | None = None
 
     @classmethod
     def open(
@@ -85,18 +94,35 @@ class Runtime:
         transport: httpx.BaseTransport | None = None,
         clock: Clock = utcnow,
         migrate: bool | None = None,
+        startup_timeout: float | None = None,
         metrics: Metrics = NO_METRICS,
         tracing: Tracing = NO_TRACING,
     ) -> Runtime:
-        """Build the runtime. ``migrate`` defaults to True on SQLite, False otherwise."""
+        """Build the runtime. ``migrate`` defaults to True on SQLite, False otherwise.
+
+        With ``startup_timeout`` (the long-running processes), wait that long at most
+        for the database, its schema and Redis, and check that the encryption keys open
+        the stored secrets (``worker.startup``); without it, a schema that is not current
+        is refused at once.
+        """
         # The key first: refusing to start (PostgreSQL without a key) must not leave an
         # engine behind.
         box = open_secret_box(settings.encryption_keys, settings.database_url)
         engine, sessions = open_database(settings)
+        migrating = is_sqlite(settings.database_url) if migrate is None else migrate
         try:
-            ensure_schema(
-                engine, migrate=is_sqlite(settings.database_url) if migrate is None else migrate
-            )
+            if startup_timeout is None:
+                ensure_schema(engine, migrate=migrating)
+            else:
+                if migrating:
+                    startup.wait_for(
+                        "database",
+                        startup.database_answers(engine),
+                        timeout=startup_timeout,
+                        failure=DatabaseUnavailable,
+                    )
+                    upgrade(engine)
+                startup.check_database(engine, sessions, box, timeout=startup_timeout)
         except BaseException:
             engine.dispose()
             raise
@@ -124,10 +150,27 @@ class Runtime:
             metrics=metrics,
         )
         broker = build_broker(settings)
+        if startup_timeout is not None and settings.redis_url:
+            try:
+                startup.check_broker(broker, timeout=startup_timeout)
+            except BaseException:
+                broker.close()
+                client.close()
+                engine.dispose()
+                raise
+        database = Availability("database", probe=startup.database_answers(engine))
+        broker_state = Availability("broker", probe=lambda: ping(broker))
         carrier = tracing.middleware()
         if carrier is not None:  # after LogContext: it ends its span before the ids are cleared
             broker.add_middleware(carrier)
-        actor = declare_deliver_actor(broker, deliverer, settings, metrics=metrics)
+        actor = declare_deliver_actor(
+            broker,
+            deliverer,
+            settings,
+            database=database,
+            broker_state=broker_state,
+            metrics=metrics,
+        )
         return cls(
             settings=settings,
             engine=engine,
@@ -138,6 +181,8 @@ class Runtime:
             actor=actor,
             deliverer=deliverer,
             bell=Bell(broker, queue_name=settings.queue_name),
+            database=database,
+            broker_state=broker_state,
             clock=clock,
             metrics=metrics,
             tracing=tracing,
@@ -158,6 +203,8 @@ class Runtime:
             sweep_after=self.settings.sweep_after,
             clock=self.clock,
             retention=self.settings.retention,
+            database=self.database,
+            broker=self.broker_state,
             metrics=self.metrics,
             tracing=self.tracing,
         )
@@ -170,16 +217,25 @@ class Runtime:
             worker_threads=threads or self.settings.worker_threads,
             worker_timeout=100,
         )
+        if self._consumer_outages is None and self.settings.redis_url:
+            self._consumer_outages = ConsumerOutages(self.broker_state)
+            self._consumer_outages.install([self.settings.queue_name])
         worker.start()
         self._workers.append(worker)
         return worker
 
     def close(self) -> None:
+        """Stop workers, close the broker, the HTTP client and the engine."""
+        self.database.close()
+        self.broker_state.close()
         """Stop workers, close the broker, the HTTP client and the engine, and flush the
         traces (the runtime owns the tracing it was given)."""
         for worker in self._workers:
             worker.stop(timeout=int(self.settings.lease_duration.total_seconds() * 1000))
         self._workers.clear()
+        if self._consumer_outages is not None:
+            self._consumer_outages.uninstall([self.settings.queue_name])
+            self._consumer_outages = None
         self.broker.close()
         self.client.close()
         self.engine.dispose()

@@ -21,6 +21,9 @@ POSTGRES_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("CATENTIO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+ANYWHERE = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+"""Every address: what test fixtures register endpoints with, past the registration
+check, so the send-time SSRF guard can be tested on rows it would refuse."""
 # A fixed Fernet key for tests only, so every module that imports it sees the same one.
 TEST_KEY = "OSk80ULaPv2qA-P6eOPwolNIvZ13H-ohloVJ6RIHwJU="
 

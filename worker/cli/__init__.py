@@ -8,10 +8,12 @@ that starts with ``error:``.
 
 from __future__ import annotations
 
+import difflib
 import sys
 from typing import Any
 
 import click
+import structlog
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from outbox.errors import CatentioError, ValidationError
@@ -26,10 +28,9 @@ from worker.errors import (
     InvalidWindow,
     NotFound,
     NothingToUpdate,
-    OwnFailure,
 )
 from worker.logs import configure_logging
-from worker.settings import Settings
+from worker.settings import VARIABLES, Settings
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -76,18 +77,26 @@ class CatentioGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except click.UsageError as exc:
-            # A subcommand's bad option or argument: one line, not click's usage block.
-            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
-            fail(f"{exc.format_message()} (see '{where} --help')", EXIT_USAGE)
-        except NotFound as exc:
-            fail(explain(exc), EXIT_NOT_FOUND)
-        except (ValidationError, ConfigurationError, Conflict) as exc:
-            fail(explain(exc), EXIT_USAGE)
-        except OperationalError as exc:
-            fail(f"database unavailable: {str(exc.orig).strip().splitlines()[0]}", EXIT_FAILURE)
-        except (OwnFailure, SQLAlchemyError, CatentioError) as exc:
-            fail(str(exc).splitlines()[0], EXIT_FAILURE)
+        except (click.UsageError, CatentioError, SQLAlchemyError) as exc:
+            if isinstance(ctx.obj, State):
+                ctx.obj.discard_created()  # a failed first command leaves no files
+            _report(ctx, exc)
+
+
+def _report(ctx: click.Context, exc: Exception) -> None:
+    """One line on stderr and the exit code for ``exc``."""
+    if isinstance(exc, click.UsageError):
+        # A subcommand's bad option or argument: one line, not click's usage block.
+        where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+        fail(f"{exc.format_message()} (see '{where} --help')", EXIT_USAGE)
+    elif isinstance(exc, NotFound):
+        fail(explain(exc), EXIT_NOT_FOUND)
+    elif isinstance(exc, ValidationError | ConfigurationError | Conflict):
+        fail(explain(exc), EXIT_USAGE)
+    elif isinstance(exc, OperationalError):
+        fail(f"database unavailable: {str(exc.orig).strip().splitlines()[0]}", EXIT_FAILURE)
+    else:
+        fail(str(exc).splitlines()[0], EXIT_FAILURE)
 
 
 @click.group(cls=CatentioGroup)
@@ -109,6 +118,13 @@ def main(ctx: click.Context) -> None:
         fmt=settings.log_format,
         process=command if command in PROCESSES else "cli",
     )
+    for name in settings.unknown_variables:
+        close = difflib.get_close_matches(name, VARIABLES, n=1)
+        structlog.get_logger("worker.settings").warning(
+            "settings.unknown_variable",
+            variable=name,
+            hint=f"did you mean {close[0]}?" if close else "no setting reads it",
+        )
     state = State(settings)
     ctx.obj = state
     ctx.call_on_close(state.close)

@@ -48,7 +48,9 @@ def deliveries() -> None:
     """Deliveries and their attempts."""
 
 
-def _row(delivery: Delivery) -> dict[str, Any]:
+def delivery_row(delivery: Delivery) -> dict[str, Any]:
+    """A delivery as a listing shows it: its view plus ``last``, the last status code or,
+    without a response, the last error kind (``connect``, ``timeout``, …)."""
     view = delivery_view(delivery)
     view["last"] = view["last_status_code"] or view["last_error_kind"]
     return view
@@ -99,12 +101,12 @@ def deliveries_list(
     sessions = state.sessions()
     if fmt is Format.JSONL:
         print_jsonl(
-            _row(d) for d in iter_deliveries(sessions, selection, limit=limit, after=cursor)
+            delivery_row(d) for d in iter_deliveries(sessions, selection, limit=limit, after=cursor)
         )
         return
     with sessions() as session:
         page = delivery_page(session, selection, limit=limit, after=cursor)
-    rows = [_row(d) for d in page.rows]
+    rows = [delivery_row(d) for d in page.rows]
     if fmt is Format.JSON:
         print_json(rows)
         return
@@ -114,6 +116,7 @@ def deliveries_list(
         empty="no deliveries match",
         next_cursor=page.next_cursor,
         headers={"created_at": "created", "next_attempt_at": "next attempt"},
+        drop_first=("next_attempt_at", "created_at", "endpoint_id", "attempts", "event_type"),
     )
 
 
@@ -145,6 +148,7 @@ def deliveries_show(state: State, delivery_id: str, as_json: bool) -> None:
         ],
         title="attempts",
         headers={"response_status": "status", "duration_ms": "ms"},
+        drop_first=("trigger", "duration_ms"),
     )
     for attempt in attempts:
         _print_attempt(attempt)

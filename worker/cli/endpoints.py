@@ -13,7 +13,7 @@ from outbox.errors import ValidationError
 from outbox.models import DeliveryStatus, Endpoint
 from worker.cli import options
 from worker.cli.options import json_option, split_values
-from worker.cli.output import print_json, print_listing, print_record, progress_bar
+from worker.cli.output import print_json, print_jsonl, print_listing, print_record, progress_bar
 from worker.cli.replay import run_bulk, tell_workers
 from worker.cli.state import State, pass_state
 from worker.endpoints.registry import (
@@ -22,8 +22,8 @@ from worker.endpoints.registry import (
     create_endpoint,
     delete_endpoint,
     deliveries_by_status,
+    endpoint_page,
     get_endpoint,
-    list_endpoints,
     update_endpoint,
 )
 from worker.endpoints.signing import SCHEMES
@@ -105,6 +105,7 @@ def endpoints_add(
             max_concurrency=max_concurrency,
             rate_limit=rate_limit,
             max_header_bytes=state.settings.max_header_bytes,
+            allowed_networks=state.settings.allowed_networks,
         )
     view = endpoint_view(created.endpoint)
     if as_json:
@@ -126,15 +127,43 @@ def _percent(value: float | None) -> str:
 
 @endpoints.command("list")
 @click.option("--workspace", help="Only this workspace.")
-@json_option
+@options.page_options
+@options.format_options
 @pass_state
-def endpoints_list(state: State, workspace: str | None, as_json: bool) -> None:
-    """List endpoints with their health (never their secrets): success rate over the
-    last hour and day, consecutive failures, pending and in-flight deliveries."""
-    with state.sessions()() as session:
-        rows = _with_activity(session, list_endpoints(session, workspace_id=workspace))
-    if as_json:
+def endpoints_list(
+    state: State,
+    workspace: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+    as_jsonl: bool,
+) -> None:
+    """List endpoints, newest first, with their health (never their secrets): success
+    rate over the last hour and day, consecutive failures, pending and in-flight
+    deliveries. Pages are keyset: pass the last id shown as --after."""
+    fmt = options.pick_format(as_json, as_jsonl)
+    sessions = state.sessions()
+    if fmt is options.Format.JSONL:
+        left = limit
+        while left > 0:
+            size = min(500, left)
+            with sessions() as session:
+                page = endpoint_page(session, workspace_id=workspace, limit=size, after=cursor)
+                print_jsonl(_with_activity(session, page))
+            left -= len(page)
+            if len(page) < size:
+                return
+            cursor = page[-1].id
+        return
+    with sessions() as session:
+        page = endpoint_page(session, workspace_id=workspace, limit=limit + 1, after=cursor)
+        more = len(page) > limit
+        rows = _with_activity(session, page[:limit])
+    if fmt is options.Format.JSON:
         print_json(rows)
+        return
+    if not rows:
+        click.echo("no endpoints match")
         return
     for row in rows:
         row["ok_hour"] = _percent(row["success_rate_hour"])
@@ -159,7 +188,10 @@ def endpoints_list(state: State, workspace: str | None, as_json: bool) -> None:
             "ok_day": "ok 24h",
             "in_flight": "in flight",
         },
+        drop_first=("ok_day", "in_flight", "workspace_id", "pending", "ok_hour"),
     )
+    if more:
+        click.echo(f"more: --after {rows[-1]['id']}")
 
 
 @endpoints.command("show")
@@ -328,6 +360,7 @@ def endpoints_update(
             changes,
             now=utcnow(),
             max_header_bytes=state.settings.max_header_bytes,
+            allowed_networks=state.settings.allowed_networks,
         )
         view = endpoint_view(endpoint)
     if as_json:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
 
+from outbox.errors import PayloadTooLarge, ValidationError
 from outbox.models import Event
 from outbox.publish import publish
 from worker.cli import options
@@ -38,7 +40,12 @@ def events() -> None:
 @events.command("publish")
 @click.option("--workspace", required=True)
 @click.option("--type", "event_type", required=True, help="e.g. run.succeeded")
-@click.option("--data", required=True, help="The event's data, a JSON object.")
+@click.option(
+    "--data",
+    required=True,
+    help="The event's data, a JSON object; @FILE reads it from a file, - from stdin "
+    "(for bodies past the command line's length limit).",
+)
 @click.option("--idempotency-key", help="Publishing the same key again returns the first event.")
 @click.option("--request-id", help="Goes into the envelope's meta.requestId.")
 @json_option
@@ -53,7 +60,7 @@ def events_publish(
     as_json: bool,
 ) -> None:
     """Put one event in the outbox (the poller fans it out)."""
-    payload = parse_json_object(data, "--data")
+    payload = parse_json_object(_read_data(data, state.settings.max_body_bytes), "--data")
     with state.sessions()() as session, session.begin():
         event = publish(
             session,
@@ -69,6 +76,34 @@ def events_publish(
         print_json(view)
     else:
         click.echo(f"published {event.id} ({event.type}) in {event.workspace_id}")
+
+
+def _read_data(value: str, max_bytes: int) -> str:
+    """``--data``: the JSON itself, ``@path`` for a file's content or ``-`` for stdin.
+    At most a little over the body limit is read, so a huge file fails fast."""
+    text: str
+    if value == "-":
+        where = "stdin"
+        text = sys.stdin.read(max_bytes * 2 + 1)
+    elif value.startswith("@"):
+        where = value[1:]
+        try:
+            with open(where, encoding="utf-8") as handle:
+                text = handle.read(max_bytes * 2 + 1)
+        except OSError as exc:
+            raise ValidationError(
+                f"--data {value}: cannot read {where!r}: {exc.strerror}"
+            ) from None
+        except UnicodeDecodeError:
+            raise ValidationError(f"--data {value}: {where!r} is not UTF-8 text") from None
+    else:
+        return value
+    if len(text) > max_bytes * 2:
+        raise PayloadTooLarge(
+            f"--data from {where} is larger than the {max_bytes}-byte body limit "
+            "(CATENTIO_MAX_BODY_BYTES)"
+        )
+    return text
 
 
 def _row(event: Event, fanout: dict[str, int]) -> dict[str, Any]:
@@ -128,6 +163,7 @@ def events_list(
         empty="no events match",
         next_cursor=page.next_cursor,
         headers={"workspace_id": "workspace", "fanout": "deliveries"},
+        drop_first=("dispatched_at", "workspace_id", "created_at"),
     )
 
 
@@ -156,6 +192,7 @@ def events_show(state: State, event_id: str, as_json: bool) -> None:
         ["id", "endpoint_id", "endpoint_url", "status", "attempts", "last_status_code"],
         title="deliveries",
         headers={"endpoint_url": "url", "last_status_code": "last"},
+        drop_first=("endpoint_url", "attempts"),
     )
 
 

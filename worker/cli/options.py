@@ -81,7 +81,7 @@ def pick_format(as_json: bool, as_jsonl: bool) -> Format:
 def page_options(function: F) -> F:
     """Adds ``--limit`` and ``--after`` (keyset pagination, newest first)."""
     function = click.option(
-        "--after", "cursor", help="Continue after this cursor (next_cursor of a page)."
+        "--after", "cursor", help="Continue after this id (the last row of the previous page)."
     )(function)
     return click.option(
         "--limit",

@@ -19,7 +19,8 @@ from worker.telemetry.tracing import open_tracing
 log = structlog.get_logger(__name__)
 
 
-def _stop_on_signals() -> threading.Event:
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM (logged once)."""
     stop = threading.Event()
 
     def handler(signum: int, _frame: object) -> None:
@@ -39,6 +40,7 @@ def _open(settings: Settings, process: str) -> tuple[Runtime, Telemetry | None]:
         settings,
         metrics=telemetry.metrics if telemetry else NO_METRICS,
         tracing=open_tracing(settings, process=process),
+        startup_timeout=settings.startup_timeout,
     )
     return runtime, telemetry
 
@@ -56,7 +58,7 @@ def _needs_redis(state: State, command: str) -> None:
 @pass_state
 def run(state: State, threads: int | None) -> None:
     """Poller and delivery workers in one process (embedded, or on PostgreSQL + Redis)."""
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     runtime, telemetry = _open(state.settings, "run")
     mode = "redis" if state.settings.redis_url else "in-process"
     log.info("run.started", broker=mode, threads=threads or state.settings.worker_threads)
@@ -73,7 +75,7 @@ def run(state: State, threads: int | None) -> None:
 def poller(state: State) -> None:
     """Fan out outbox events and sweep for lost messages (run one or more)."""
     _needs_redis(state, "poller")
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     runtime, telemetry = _open(state.settings, "poller")
     log.info("poller.started")
     try:
@@ -94,7 +96,7 @@ def poller(state: State) -> None:
 def worker(state: State, threads: int | None) -> None:
     """dramatiq delivery workers on the Redis broker (run as many as you need)."""
     _needs_redis(state, "worker")
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     runtime, telemetry = _open(state.settings, "worker")
     runtime.start_worker(threads)
     log.info("worker.started", threads=threads or state.settings.worker_threads)

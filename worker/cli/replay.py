@@ -16,16 +16,18 @@ from click.core import ParameterSource
 from sqlalchemy.orm import Session
 
 from outbox.clock import utcnow
+from outbox.envelope import isoformat
 from outbox.errors import ValidationError
 from outbox.models import DeliveryStatus
 from worker.cli import options
+from worker.cli.deliveries import delivery_row
 from worker.cli.options import split_values
 from worker.cli.output import print_json, print_listing, progress_bar
 from worker.cli.state import State, pass_state
 from worker.delivery import bell
 from worker.delivery.bell import Reach, Ringing
 from worker.durations import format_duration
-from worker.ops.history import DeliveryFilter
+from worker.ops.history import DeliveryFilter, get_delivery
 from worker.ops.replay import (
     DEFAULT_BATCH_SIZE,
     bulk_replay,
@@ -189,10 +191,11 @@ def run_bulk(
         click.echo(f"{'would replay' if dry_run else 'nothing to replay:'} {matched} {what}")
         if sample:
             print_listing(
-                sample,
-                ["id", "created_at", "event_type", "status", "attempts", "last_status_code"],
+                [delivery_row(d) for d in preview.sample],
+                ["id", "created_at", "event_type", "status", "attempts", "last"],
                 title=f"newest {len(sample)} of {matched}",
-                headers={"created_at": "created", "last_status_code": "last"},
+                headers={"created_at": "created"},
+                drop_first=("created_at", "attempts"),
             )
         return
     if not yes:
@@ -204,7 +207,7 @@ def run_bulk(
         except KeyboardInterrupt:
             click.echo(
                 f"interrupted: {job.reopened} of {matched} re-opened (they will be sent); "
-                "run the same command again to replay the rest",
+                + _rest_hint(state, selection, job.last_id),
                 err=True,
             )
             sys.exit(EXIT_INTERRUPTED)
@@ -222,6 +225,25 @@ def run_bulk(
         )
         return
     click.echo(f"re-opened {job.reopened} of {matched} {what}; {note}")
+
+
+def _rest_hint(state: State, selection: DeliveryFilter, last_id: str | None) -> str:
+    """How to replay the rest after an interruption. Re-opened deliveries leave a
+    failed/skipped selection, so running it again is right; but once they succeed again
+    they are back in a ``succeeded`` selection, and running it again would send them a
+    second time."""
+    if DeliveryStatus.SUCCEEDED not in selection.statuses:
+        return "run the same command again to replay the rest"
+    if last_id is None:
+        return "nothing was re-opened yet: run the same command again"
+    with state.sessions()() as session:
+        created = get_delivery(session, last_id).created_at
+    since = isoformat(created)
+    return (
+        "the selection includes succeeded deliveries, so running it unchanged would replay "
+        f"the re-opened ones again once they succeed; to replay only the rest, add --since "
+        f"{since} (created at or after the last one re-opened)"
+    )
 
 
 def _dry_run_rollback(session: Session, dry_run: bool) -> None:

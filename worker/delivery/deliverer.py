@@ -27,13 +27,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from outbox import ids
 from outbox.clock import Clock, utcnow
-from outbox.database import lock_for_write
+from outbox.database import is_outage, lock_for_write
 from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event, Trigger
 from worker.endpoints.secretbox import SecretBox
 from worker.endpoints.signing import KeyCache
 from worker.errors import DatabaseUnavailable, InvalidEndpointURL
 from worker.fanout.deliveries import skipped_note
-from worker.http.errors import InvalidURL
+from worker.http.errors import InternalFailure, InvalidURL
 from worker.http.headers import build_headers, headers_for_record
 from worker.http.sender import Sender, SendResult
 from worker.http.urls import check_endpoint_url
@@ -90,6 +90,17 @@ class _Claim:
     delivery: Delivery
     event: Event
     endpoint: Endpoint
+    # Set when something unexpected failed after the claim was won: the attempt is
+    # recorded with this error instead of being sent.
+    failure: InternalFailure | None = None
+
+
+def _internal(stage: str, exc: BaseException) -> InternalFailure:
+    """An unexpected error after a won claim, as the attempt's error (logged once)."""
+    log.error("delivery.internal_error", stage=stage, error=repr(exc)[:500])
+    failure = InternalFailure(f"internal error while {stage}: {type(exc).__name__}: {exc}")
+    failure.__cause__ = exc
+    return failure
 
 
 class Deliverer:
@@ -129,6 +140,8 @@ class Deliverer:
         try:
             claimed = self._claim(delivery_id)
         except SQLAlchemyError as exc:
+            if not is_outage(exc):
+                raise  # a statement refused for what it carried: a bug, not an outage
             self._metrics.own_failure("database")
             raise DatabaseUnavailable(f"claiming {delivery_id}: {exc}") from exc
         if isinstance(claimed, Result):
@@ -181,7 +194,16 @@ class Deliverer:
             )
             if not endpoint.enabled:
                 return self._skip(session, delivery, endpoint, now)
-            wait = self._admission.decide(session, endpoint, delivery, found.held_by, now)
+            try:
+                wait = self._admission.decide(session, endpoint, delivery, found.held_by, now)
+            except SQLAlchemyError:
+                raise
+            except Exception as exc:  # e.g. a limit edited by hand into inf: keep the
+                # lease, drop what admission changed, and record the failure as an attempt.
+                session.refresh(endpoint)
+                return _Claim(
+                    token, delivery, found.Event, endpoint, _internal("admitting it", exc)
+                )
             if wait is not None:
                 admission.hold(session, delivery.id, token, wait, now)
                 self._metrics.delivery_held(wait.reason, endpoint_id=endpoint.id)
@@ -203,39 +225,38 @@ class Deliverer:
     # -- the attempt ---------------------------------------------------------------
 
     def _attempt(self, claim: _Claim) -> Result:
-        delivery, event, endpoint = claim.delivery, claim.event, claim.endpoint
+        delivery, endpoint = claim.delivery, claim.endpoint
         started_at = self._clock()
-        body = event.body.encode("utf-8")
         number = delivery.attempt_count + 1
-        headers = build_headers(
-            event_id=event.id,
-            event_type=event.type,
-            delivery_id=delivery.id,
-            attempt=number,
-            timestamp=started_at,
-            body=body,
-            signing_keys=self._keys.signing_keys(endpoint, now=started_at),
-            custom=endpoint.headers,
-        )
-        try:
-            check_endpoint_url(endpoint.url)
-        except InvalidEndpointURL as exc:  # stored before today's rules, or edited in SQL
-            result = SendResult(duration=0.0, error=InvalidURL(str(exc)))
+        headers: dict[str, str] = {}
+        if claim.failure is not None:
+            result = SendResult(duration=0.0, error=claim.failure)
         else:
-            result = self._sender.post(endpoint.url, body, headers)
+            try:
+                headers, result = self._send(claim, number, started_at)
+            except Exception as exc:  # anything our side did not expect, before a response
+                result = SendResult(duration=0.0, error=_internal("sending it", exc))
         outcome = classify(
             result, now=self._clock(), retry_after_cap=self._settings.retry_after_cap
         )
-        retry_in = None
-        if outcome.verdict is Verdict.RETRY:
-            retry_in = self._schedule.next_delay(delivery.cycle_attempts + 1, outcome.retry_after)
-        verdict = outcome.verdict.value
-        if outcome.verdict is Verdict.RETRY and retry_in is None:
-            verdict = EXHAUSTED  # retryable, but the schedule is spent
+        retry_in, verdict = self._next(delivery, outcome)
         attempt = _attempt_row(
             claim, number, started_at, endpoint.url, headers, result, outcome, verdict
         )
-        status, released = self._record(claim, attempt, outcome, retry_in)
+        try:
+            status, released = self._record(claim, attempt, outcome, retry_in)
+        except DatabaseUnavailable:
+            raise
+        except Exception as exc:  # what we tried to write is at fault, not the database
+            result = SendResult(duration=result.duration, error=_internal("recording it", exc))
+            outcome = classify(
+                result, now=self._clock(), retry_after_cap=self._settings.retry_after_cap
+            )
+            retry_in, verdict = self._next(delivery, outcome)
+            attempt = _attempt_row(
+                claim, number, started_at, endpoint.url, {}, result, outcome, verdict
+            )
+            status, released = self._record(claim, attempt, outcome, retry_in)
         self._metrics.attempt_finished(
             verdict,
             status_class(attempt.response_status),
@@ -243,7 +264,9 @@ class Deliverer:
             endpoint_id=endpoint.id,
         )
         if number == 1:
-            self._metrics.first_attempt_latency((started_at - event.created_at).total_seconds())
+            self._metrics.first_attempt_latency(
+                (started_at - claim.event.created_at).total_seconds()
+            )
         log.info(
             "delivery.attempted",
             outcome=verdict,
@@ -257,6 +280,38 @@ class Deliverer:
             status, retry_in if status == DeliveryStatus.PENDING else None, released=released
         )
 
+    def _send(
+        self, claim: _Claim, number: int, started_at: datetime
+    ) -> tuple[dict[str, str], SendResult]:
+        """Sign and POST the stored body; the headers sent and what came back."""
+        delivery, event, endpoint = claim.delivery, claim.event, claim.endpoint
+        body = event.body.encode("utf-8")
+        headers = build_headers(
+            event_id=event.id,
+            event_type=event.type,
+            delivery_id=delivery.id,
+            attempt=number,
+            timestamp=started_at,
+            body=body,
+            signing_keys=self._keys.signing_keys(endpoint, now=started_at),
+            custom=endpoint.headers,
+        )
+        try:
+            check_endpoint_url(endpoint.url)
+        except InvalidEndpointURL as exc:  # stored before today's rules, or edited in SQL
+            return headers, SendResult(duration=0.0, error=InvalidURL(str(exc)))
+        return headers, self._sender.post(endpoint.url, body, headers)
+
+    def _next(self, delivery: Delivery, outcome: Outcome) -> tuple[timedelta | None, str]:
+        """When to try again (``None``: never) and the attempt's recorded verdict."""
+        retry_in = None
+        if outcome.verdict is Verdict.RETRY:
+            retry_in = self._schedule.next_delay(delivery.cycle_attempts + 1, outcome.retry_after)
+        verdict = outcome.verdict.value
+        if outcome.verdict is Verdict.RETRY and retry_in is None:
+            verdict = EXHAUSTED  # retryable, but the schedule is spent
+        return retry_in, verdict
+
     def _record(
         self, claim: _Claim, attempt: Attempt, outcome: Outcome, retry_in: timedelta | None
     ) -> tuple[DeliveryStatus | NotRecorded, tuple[str, ...]]:
@@ -267,6 +322,8 @@ class Deliverer:
                 lock_for_write(session)
                 return self._write(session, claim, attempt, outcome, retry_in)
         except SQLAlchemyError as exc:
+            if not is_outage(exc):
+                raise  # the rows we tried to write are at fault: recorded as internal
             # The request went out but cannot be recorded. No attempt is counted; the
             # lease expires and the sweeper rings again: at-least-once, never lost.
             self._metrics.own_failure("database")

@@ -127,6 +127,7 @@ def _register(runtime: Runtime, receiver: Receiver) -> dict[str, str]:
                 # separately, so each endpoint gets exactly the demo's events.
                 event_types=[f"{t.split('.')[0]}.*" for t in EVENT_TYPES],
                 description=f"demo {name} receiver",
+                allowed_networks=runtime.settings.allowed_networks,
             )
             receiver.route(path, secret=created.secret, behaviour=behaviour)
             names[created.endpoint.id] = name

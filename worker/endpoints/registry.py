@@ -6,7 +6,7 @@ Switching a registered endpoint off and on (disable, enable, pause, resume) is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,8 +23,11 @@ from worker.endpoints.filters import check_event_filter
 from worker.endpoints.secretbox import SecretBox
 from worker.endpoints.signing import new_signing_secret
 from worker.errors import DeliveriesPending, EndpointNotFound, NothingToUpdate
+from worker.http.addresses import IPNetwork
 from worker.http.headers import check_custom_headers
-from worker.http.urls import check_endpoint_url
+from worker.http.urls import check_endpoint_url, check_registrable
+from worker.ops.history import check_cursor
+from worker.policy.limits import check_rate_limit
 from worker.settings import DEFAULT_MAX_HEADER_BYTES
 
 BATCH_SIZE = 500
@@ -52,19 +55,23 @@ def create_endpoint(
     max_concurrency: int | None = None,
     rate_limit: float | None = None,
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    allowed_networks: Iterable[IPNetwork] = (),
     clock: Clock = utcnow,
 ) -> NewSecret:
-    """Validate and add an endpoint to ``session``; returns it with its one-time secret."""
+    """Validate and add an endpoint to ``session``; returns it with its one-time secret.
+    A URL whose host is a literal address outside ``allowed_networks``
+    (``CATENTIO_ALLOWED_NETWORKS``) that the SSRF guard refuses is refused here."""
     check_workspace_id(workspace_id)
     check_endpoint_url(url)
+    check_registrable(url, allowed_networks=allowed_networks)
     if not event_types:
         raise ValidationError("an endpoint needs at least one event type filter (or '*')")
     filters = sorted({check_event_filter(t) for t in event_types})
     custom = check_custom_headers(headers or {}, max_bytes=max_header_bytes)
     if max_concurrency is not None and max_concurrency < 1:
         raise ValidationError("max concurrency must be at least 1")
-    if rate_limit is not None and rate_limit <= 0:
-        raise ValidationError("rate limit must be positive (deliveries per second)")
+    if rate_limit is not None:
+        check_rate_limit(rate_limit)
     kept, shown = new_signing_secret(scheme)
     now = clock()
     endpoint = Endpoint(
@@ -114,6 +121,21 @@ def list_endpoints(session: Session, *, workspace_id: str | None = None) -> list
     return list(session.scalars(query))
 
 
+def endpoint_page(
+    session: Session, *, workspace_id: str | None = None, limit: int, after: str | None = None
+) -> list[Endpoint]:
+    """Up to ``limit`` endpoints (of one workspace, if given), newest first, older than
+    the endpoint id ``after`` (keyset pagination, like the other listings)."""
+    if after is not None:
+        check_cursor(after, ids.ENDPOINT)
+    query = select(Endpoint).order_by(Endpoint.id.desc()).limit(limit)
+    if workspace_id:
+        query = query.where(Endpoint.workspace_id == workspace_id)
+    if after is not None:
+        query = query.where(Endpoint.id < after)
+    return list(session.scalars(query))
+
+
 def deliveries_by_status(session: Session, endpoint_id: str) -> dict[str, int]:
     """How many of the endpoint's deliveries are in each status (every status, zeros too)."""
     counts: dict[str, int] = dict.fromkeys(DeliveryStatus, 0)
@@ -159,6 +181,7 @@ def update_endpoint(
     *,
     now: datetime,
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    allowed_networks: Iterable[IPNetwork] = (),
 ) -> Endpoint:
     """Validate and apply ``changes``. New event filters apply to events fanned out from
     now on; deliveries already made keep going to the endpoint's (new) URL."""
@@ -167,6 +190,7 @@ def update_endpoint(
     endpoint = lock_endpoint(session, endpoint_id)
     if changes.url is not None:
         check_endpoint_url(changes.url)
+        check_registrable(changes.url, allowed_networks=allowed_networks)
         endpoint.url = changes.url
     if changes.event_types is not None:
         if not changes.event_types:
@@ -181,8 +205,8 @@ def update_endpoint(
             raise ValidationError("max concurrency must be at least 1 (0 restores the default)")
         endpoint.max_concurrency = changes.max_concurrency or None
     if changes.rate_limit is not None:
-        if changes.rate_limit < 0:
-            raise ValidationError("rate limit must be positive (0 removes it)")
+        if changes.rate_limit != 0:
+            check_rate_limit(changes.rate_limit, what="rate limit (0 removes it)")
         endpoint.rate_limit = changes.rate_limit or None
         endpoint.rate_tat = None
     endpoint.updated_at = now

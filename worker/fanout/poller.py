@@ -23,11 +23,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from outbox.clock import Clock, utcnow
-from outbox.database import lock_for_write, skip_locked
+from outbox.database import is_outage, lock_for_write, skip_locked
 from outbox.models import Delivery, DeliveryStatus, Endpoint, Event
+from worker.availability import Availability, first_line
 from worker.endpoints.filters import matches_any
 from worker.fanout.deliveries import delivery_row, insert_new
 from worker.ops.retention import Retention
+from worker.policy.notices import notice_subject
 from worker.settings import (
     DEFAULT_POLL_BATCH_SIZE,
     DEFAULT_POLL_INTERVAL,
@@ -44,6 +46,10 @@ Dispatch = Callable[[Sequence[str]], None]
 
 Waiting = Callable[[], "int | None"]
 """How many messages wait in the broker's queue, not yet fetched (``None``: unknown)."""
+
+MIN_OUTAGE_BACKOFF = 0.2
+MAX_OUTAGE_BACKOFF = 5.0
+"""Seconds between polls while the database is unreachable: doubling up to this."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,9 @@ class Poller:
     clock: Clock = utcnow
     # Finished history older than this is pruned from the loop, a little at a time.
     retention: timedelta | None = None
+    # Shared with the process's other users, so an outage is logged once per process.
+    database: Availability = field(default_factory=lambda: Availability("database"))
+    broker: Availability = field(default_factory=lambda: Availability("broker"))
     metrics: Metrics = NO_METRICS
     tracing: Tracing = NO_TRACING
     # The broker's queue length, so that what is merely queued is not rung again.
@@ -100,6 +109,8 @@ class Poller:
                     for event in events
                     for endpoint in by_workspace.get(event.workspace_id, ())
                     if matches_any(endpoint.event_types, event.type)
+                    # An operational event never goes to the endpoint it is about.
+                    and endpoint.id != notice_subject(event)
                 ]
                 created = insert_new(session, rows)
                 session.execute(
@@ -175,9 +186,11 @@ class Poller:
         sweep_interval: float = DEFAULT_SWEEP_INTERVAL,
     ) -> None:
         """Poll until ``stop`` is set: at once while batches come back full, otherwise
-        backing off up to ``interval``. Database errors are logged and retried; they never
-        stop the loop."""
+        backing off up to ``interval``. Database errors never stop the loop: an outage is
+        logged once (``database.unavailable`` … ``database.recovered``) and the loop waits
+        for the database, slower and slower, instead of failing every interval."""
         idle = 0.0
+        outage_backoff = MIN_OUTAGE_BACKOFF
         next_sweep = 0.0
         pruner = None
         if self.retention is not None:
@@ -192,9 +205,16 @@ class Poller:
                     pruner.run_if_due()
             except SQLAlchemyError as exc:
                 self.metrics.own_failure("database")
-                log.error("outbox.poll_failed", error=str(exc).splitlines()[0])
-                stop.wait(interval)
+                if not is_outage(exc):
+                    log.error("outbox.poll_failed", error=first_line(exc))
+                    stop.wait(max(interval, 1.0))
+                    continue
+                self.database.failed(exc)  # logged once; then quiet, slower retries
+                stop.wait(outage_backoff)
+                outage_backoff = min(outage_backoff * 2, MAX_OUTAGE_BACKOFF)
                 continue
+            self.database.succeeded()
+            outage_backoff = MIN_OUTAGE_BACKOFF
             if result.events >= self.batch_size:
                 idle = 0.0
                 continue
@@ -210,7 +230,9 @@ class Poller:
         except Exception as exc:
             # The rows are committed; the sweeper rings again once the broker is back.
             self.metrics.own_failure("broker")
-            log.warning("outbox.dispatch_failed", deliveries=len(delivery_ids), error=repr(exc))
+            self.broker.failed(exc)
+            return
+        self.broker.succeeded()
 
     def _waiting_events(self, session: Session) -> Select[Any]:
         query = (

@@ -10,7 +10,10 @@ an attempt's ``error_kind``; they never escape a delivery::
         │   ├── ConnectFailed           "connect": refused, unreachable, DNS failure
         │   ├── TLSFailed               "tls": handshake or certificate failure
         │   ├── ProtocolFailed          "protocol": malformed or oversized response
-        │   └── NetworkFailed           "network": the connection broke mid-exchange
+        │   ├── NetworkFailed           "network": the connection broke mid-exchange
+        │   └── InternalFailure         "internal": an unexpected error of ours after the
+        │                               claim (bad stored data, a bug); counted as an
+        │                               attempt so the delivery ends instead of looping
         └── PermanentSendError          another attempt cannot help
             ├── BlockedAddress          "blocked_address": SSRF guard refused the address
             └── InvalidURL              "invalid_url": not a URL we may send to
@@ -69,6 +72,15 @@ class NetworkFailed(RetryableSendError):
     """The connection broke while sending or receiving."""
 
     kind = "network"
+
+
+class InternalFailure(RetryableSendError):
+    """Something unexpected failed on our side after the claim was won (an endpoint row
+    edited by hand into a value we cannot use, a bug). Unlike a database or broker
+    outage it would fail the same way forever, so it spends an attempt: it shows in the
+    history and the delivery ends ``failed`` once the schedule is spent."""
+
+    kind = "internal"
 
 
 class BlockedAddress(PermanentSendError):

@@ -40,6 +40,7 @@ PROTECTED_HEADERS = frozenset(
 REDACTED = "[redacted]"
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_VALUE = re.compile(r"[\t\x20-\x7e]*")
 
 
 def check_custom_headers(headers: Mapping[str, str], *, max_bytes: int) -> dict[str, str]:
@@ -51,6 +52,11 @@ def check_custom_headers(headers: Mapping[str, str], *, max_bytes: int) -> dict[
             raise ValidationError(f"header name {name!r} is not a valid HTTP token")
         if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
             raise ValidationError(f"header {name!r} has a value with CR, LF or NUL")
+        if not _VALUE.fullmatch(value):
+            raise ValidationError(
+                f"header {name!r} has a value with a character outside printable ASCII "
+                "(HTTP header values are sent as ASCII; percent- or base64-encode it)"
+            )
         lowered = name.lower()
         if lowered in PROTECTED_HEADERS:
             raise ValidationError(f"header {name!r} is set by Catentio and cannot be overridden")

@@ -121,7 +121,10 @@ class GuardedBackend(httpcore.NetworkBackend):
         permitted = [a for a in addresses if is_permitted(a, self._allowed)]
         if not permitted:
             shown = ", ".join(addresses) or "nothing"
-            raise BlockedAddress(f"{host} resolves to {shown}: not a permitted address")
+            raise BlockedAddress(
+                f"{host} resolves to {shown}: not a permitted address (private, loopback, "
+                "link-local or reserved; CATENTIO_ALLOWED_NETWORKS can allow a range)"
+            )
         last: Exception | None = None
         for address in permitted:
             try:

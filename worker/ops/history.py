@@ -42,10 +42,12 @@ class Page(Generic[T]):
 
 
 def check_cursor(cursor: str, prefix: str) -> str:
-    """``cursor`` if it is an id with ``prefix`` (as ``next_cursor`` hands out)."""
+    """``cursor`` if it is an id with ``prefix`` (the last id of a page, as the
+    listing's ``more: --after …`` line shows)."""
     if not ids.is_id(cursor, prefix):
         raise InvalidCursor(
-            f"{cursor!r} is not a {prefix}_… cursor (use next_cursor of the previous page)"
+            f"{cursor!r} is not a {prefix}_… cursor: pass the last id of the previous page "
+            "(its 'more: --after …' line shows it)"
         )
     return cursor
 

@@ -260,6 +260,8 @@ class BulkReplay:
     sleep: Callable[[float], None] = time.sleep
     reopened: int = 0
     ring_error: str | None = None
+    # The last delivery of the last batch done: the rest of the selection is after it.
+    last_id: str | None = None
 
     def run(self, progress: Callable[[int], None] | None = None) -> int:
         """Replay the whole selection; returns how many deliveries were re-opened.
@@ -273,6 +275,7 @@ class BulkReplay:
             with self.sessions() as session, session.begin():
                 done = reopen(session, batch, now=self.clock(), statuses=self.selection.statuses)
             self.reopened += len(done)
+            self.last_id = batch[-1]
             self._ring(done)
             if progress is not None:
                 progress(len(batch))

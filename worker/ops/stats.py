@@ -8,12 +8,13 @@ pending deliveries (``ix_deliveries_due``), finished ones in the window
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from outbox.envelope import isoformat
 from outbox.models import FINISHED_STATUSES, Attempt, Delivery, DeliveryStatus, Endpoint, Event
 from worker.ops.activity import SUCCEEDED_OUTCOME
 
@@ -34,6 +35,8 @@ class EndpointFigures:
     failed: int
     mean_ms: float
     max_ms: float
+    # Since when the endpoint has been failing without a success (None: it is not).
+    failing_since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ def _per_endpoint(session: Session, since: datetime) -> list[EndpointFigures]:
         select(
             Delivery.endpoint_id,
             Endpoint.url,
+            Endpoint.failing_since,
             func.count(),
             func.sum(failed),
             func.avg(Attempt.duration_ms),
@@ -130,7 +134,7 @@ def _per_endpoint(session: Session, since: datetime) -> list[EndpointFigures]:
         .join(Delivery, Delivery.id == Attempt.delivery_id)
         .join(Endpoint, Endpoint.id == Delivery.endpoint_id)
         .where(Attempt.started_at >= since)
-        .group_by(Delivery.endpoint_id, Endpoint.url)
+        .group_by(Delivery.endpoint_id, Endpoint.url, Endpoint.failing_since)
     ).all()
     return [
         EndpointFigures(
@@ -140,16 +144,27 @@ def _per_endpoint(session: Session, since: datetime) -> list[EndpointFigures]:
             failed=int(fails or 0),
             mean_ms=round(float(mean or 0.0), 1),
             max_ms=round(float(longest or 0.0), 1),
+            failing_since=_aware(failing_since),
         )
-        for endpoint_id, url, count, fails, mean, longest in rows
+        for endpoint_id, url, failing_since, count, fails, mean, longest in rows
     ]
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite hands back naive times; every stored time is UTC.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
 def stats_view(stats: Stats) -> dict[str, Any]:
     """The snapshot as plain data (``--json``)."""
 
     def figures(items: list[EndpointFigures]) -> list[dict[str, Any]]:
-        return [vars(f).copy() for f in items]
+        return [
+            {**vars(f), "failing_since": isoformat(f.failing_since) if f.failing_since else None}
+            for f in items
+        ]
 
     age = stats.oldest_waiting_age
     return {

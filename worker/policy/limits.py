@@ -25,7 +25,22 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from outbox.errors import ValidationError
 from outbox.models import Delivery, Endpoint
+
+MAX_RATE_LIMIT = 1_000_000.0
+"""Largest rate limit accepted, in deliveries per second."""
+
+
+def check_rate_limit(rate: float, *, what: str = "rate limit") -> float:
+    """``rate`` if it is a usable rate limit: finite, above 0, at most
+    ``MAX_RATE_LIMIT`` per second (``inf`` or ``nan`` would break every claim)."""
+    if not (math.isfinite(rate) and 0 < rate <= MAX_RATE_LIMIT):
+        raise ValidationError(
+            f"{what} must be a number of deliveries per second above 0 and at most "
+            f"{MAX_RATE_LIMIT:.0f}, not {rate!r}"
+        )
+    return rate
 
 
 def in_flight(session: Session, endpoint_id: str, *, now: datetime, besides: str) -> int:

@@ -12,13 +12,15 @@ happened:
     ``{"deliveryId", "eventId", "eventType", "endpointId", "attempts",
     "lastStatusCode", "lastErrorKind"}``.
 
-They are delivered like any other event (an endpoint subscribed to ``*`` receives
-them). A delivery of a ``webhook.*`` event that exhausts its own attempts publishes
-nothing further, so a workspace whose endpoints all fail cannot feed itself a loop.
+They are delivered like any other event to the workspace's endpoints subscribed to
+them, except to the endpoint they are about (``notice_subject``). A
+delivery of a ``webhook.*`` event that exhausts its own attempts publishes nothing
+further, so a workspace whose endpoints all fail cannot feed itself a loop.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from urllib.parse import urlsplit, urlunsplit
 
@@ -30,13 +32,30 @@ from outbox.publish import publish
 
 ENDPOINT_DISABLED = "webhook.endpoint.disabled"
 DELIVERY_EXHAUSTED = "webhook.delivery.exhausted"
+
+
 NOTICE_PREFIX = "webhook."
-"""Event types under this prefix are ours; they never cause further notices."""
+"""Event types under this prefix are ours: they never cause further notices, and the
+poller never fans one out to the endpoint it is about."""
 
 
 def is_notice(event_type: str) -> bool:
     """Whether ``event_type`` is one of our operational events."""
     return event_type.startswith(NOTICE_PREFIX)
+
+
+def notice_subject(event: Event) -> str | None:
+    """The endpoint an operational event is about, which must never receive it: while
+    it fails, each notice would fail too (doubling its failures), and once it is back it
+    would get a flood of stale news about itself. ``None`` for any other event."""
+    if not is_notice(event.type):
+        return None
+    try:
+        data = json.loads(event.body)["data"]["data"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    subject = data.get("endpointId") if isinstance(data, dict) else None
+    return subject if isinstance(subject, str) else None
 
 
 def _without_query(url: str) -> str:

@@ -296,3 +296,31 @@ def test_single_and_event_dry_runs_change_nothing(history: History, cli: Invoke)
         d["id"]: d["status"] for d in history.deliveries if d["event_id"] == failed["event_id"]
     }
     assert all(d.next_trigger == "scheduled" for d in rows)
+
+
+def test_interrupting_a_succeeded_replay_says_how_to_resume_without_doubles(
+    history: History,
+) -> None:
+    """Ctrl-C during a `--status succeeded` replay: running it unchanged would replay
+    the re-opened ones again once they succeed, so the hint gives a --since that
+    continues after the last one re-opened instead of "run it again"."""
+    a1 = history.endpoints["a1"]
+    env = {**os.environ, **cli_env(history.url)}
+    command = [
+        sys.executable, "-c", "import sys; from worker.cli import main; sys.exit(main())",
+        "replay", "--endpoint", a1, "--status", "succeeded", "--yes", "--rate", "100/s",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert wait_until(lambda: len(_rows(history.url, endpoint_id=a1, status="pending",
+                                       next_trigger="replay")) >= 30)  # fmt: skip
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "interrupted:" in stderr
+    assert "run the same command again" not in stderr
+    assert "--since 20" in stderr

@@ -210,3 +210,14 @@ def test_redirect_to_an_internal_address_is_not_followed(harness: Any) -> None:
     harness.deliver(delivery_id)
     (attempt,) = harness.attempts(delivery_id)
     assert (attempt.response_status, attempt.error_kind) == (307, "redirect")
+
+
+def test_blocked_address_error_mentions_the_setting(make_harness: Any, sqlite_url: str) -> None:
+    """A delivery refused by the SSRF guard says which setting would let it through."""
+    harness = make_harness(sqlite_url, allowed_networks=())
+    harness.endpoint()
+    (delivery_id,) = harness.deliveries()
+    harness.deliver(delivery_id)
+    (attempt,) = harness.attempts(delivery_id)
+    assert attempt.error_kind == "blocked_address"
+    assert "CATENTIO_ALLOWED_NETWORKS" in (attempt.error or "")

@@ -148,15 +148,19 @@ def test_an_exhausted_delivery_is_announced_once(harness: Harness) -> None:
 
 
 def test_notices_are_delivered_but_never_announce_themselves(harness: Harness) -> None:
-    """An endpoint subscribed to ``*`` receives the notices like any event; when such a
-    delivery is itself exhausted, no further notice is published (no loop)."""
-    harness.endpoint(behaviour=always(500))
+    """A notice goes to the workspace's other ``*`` subscribers like any event (never
+    to the endpoint it is about); when such a delivery is itself exhausted, no further
+    notice is published (no loop)."""
+    failing = harness.endpoint(path="/a", behaviour=always(500))
+    other = harness.endpoint(path="/b", behaviour=always(500), event_types=("webhook.*",))
     (delivery_id,) = harness.deliveries()
     harness.deliver(delivery_id)
     while harness.delivery(delivery_id).status == DeliveryStatus.PENDING:
         harness.due(delivery_id)
     (notice_delivery,) = harness.fan_out()
-    assert harness.delivery(notice_delivery).event_type == DELIVERY_EXHAUSTED
+    row = harness.delivery(notice_delivery)
+    assert row.event_type == DELIVERY_EXHAUSTED
+    assert row.endpoint_id == other.endpoint.id != failing.endpoint.id
     harness.deliver(notice_delivery)
     while harness.delivery(notice_delivery).status == DeliveryStatus.PENDING:
         harness.due(notice_delivery)
