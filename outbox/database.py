@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import Select, create_engine, event
 from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+
+T = TypeVar("T")
 
 DEFAULT_SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for the write lock before giving up."""
@@ -32,19 +37,37 @@ def is_sqlite(url: str | URL) -> bool:
     return make_url(str(url) if isinstance(url, URL) else url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    connect_timeout: float | None = None,
+    statement_timeout: float | None = None,
+    **kwargs: Any,
+) -> Engine:
     """An engine for ``url`` with the settings this project depends on.
 
     SQLite: WAL journal (readers never wait for writers), a busy timeout, foreign keys
     on, and ``BEGIN IMMEDIATE`` for transactions that ask for it with
     :func:`lock_for_write`. PostgreSQL: pre-ping pooled connections so a restarted server
-    costs one reconnect, not one failed delivery.
+    costs one reconnect, not one failed delivery; ``connect_timeout`` (seconds) bounds
+    the wait for a server that accepts TCP and never answers, and ``statement_timeout``
+    (seconds) has the server cancel any statement that runs longer.
     """
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed, **kwargs)
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(parsed, **kwargs)
+    connect_args: dict[str, Any] = dict(kwargs.pop("connect_args", {}))
+    if connect_timeout is not None:
+        # libpq counts whole seconds (and treats 1 as 2).
+        connect_args.setdefault("connect_timeout", max(2, math.ceil(connect_timeout)))
+    if statement_timeout is not None:
+        given = parsed.query.get("options", "")
+        option = f"-c statement_timeout={max(1, round(statement_timeout * 1000))}"
+        connect_args["options"] = (
+            f"{given if isinstance(given, str) else ' '.join(given)} {option}".strip()
+        )
+    return create_engine(parsed, connect_args=connect_args, **kwargs)
 
 
 def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
@@ -96,6 +119,25 @@ def lock_for_write(session: Session) -> None:
     if transaction is not None and bind in getattr(transaction, "_connections", {}):
         return
     session.connection(execution_options={_IMMEDIATE: True})
+
+
+def is_outage(exc: SQLAlchemyError) -> bool:
+    """Whether ``exc`` means the database is unreachable or not answering (connection
+    refused or lost, a timeout, the pool exhausted), as opposed to a statement it
+    refused because of what was in it (a constraint, a value it cannot store)."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def skip_locked(session: Session, query: Select[T]) -> Select[T]:
+    """``query`` with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, for a batch claim that
+    several processes make at once: each takes rows the others have not locked, none
+    waits. On SQLite the transaction's write lock (:func:`lock_for_write`) serialises
+    the claims instead, and the query is left as it is."""
+    if session.get_bind().dialect.name == "postgresql":
+        return query.with_for_update(skip_locked=True)
+    return query
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

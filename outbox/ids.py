@@ -28,3 +28,13 @@ def new_id(prefix: str, *, now_ms: int | None = None) -> str:
         value, digit = divmod(value, 32)
         chars.append(_ALPHABET[digit])
     return f"{prefix}_{''.join(reversed(chars))}"
+
+
+def is_id(value: str, prefix: str) -> bool:
+    """Whether ``value`` has the shape of an id :func:`new_id` makes with ``prefix``."""
+    body = value[len(prefix) + 1 :]
+    return (
+        value.startswith(prefix + "_")
+        and len(body) == _LENGTH
+        and all(c in _ALPHABET for c in body)
+    )

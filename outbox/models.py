@@ -7,6 +7,7 @@ live here. A broker message only says "look at delivery X now".
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -42,18 +43,20 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-class DeliveryStatus:
+class DeliveryStatus(StrEnum):
     """The states of a delivery. ``skipped``: created while its endpoint was disabled."""
 
     PENDING = "pending"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
-    ALL = (PENDING, SUCCEEDED, FAILED, SKIPPED)
-    FINISHED = (SUCCEEDED, FAILED, SKIPPED)
 
 
-class Trigger:
+FINISHED_STATUSES = (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
+"""The statuses a delivery ends in (until a replay re-opens it)."""
+
+
+class Trigger(StrEnum):
     """Why an attempt was made."""
 
     SCHEDULED = "scheduled"

@@ -1,10 +1,13 @@
-"""The shape rules for event types, endpoint filters and workspace ids."""
+"""The shape rules for what ``publish()`` is given: event types and workspace ids.
+
+Endpoint filters (``run.*``) are the worker's: ``worker.endpoints.filters``.
+"""
 
 from __future__ import annotations
 
 import re
 
-from outbox.errors import InvalidEventFilter, InvalidEventType, InvalidWorkspaceId
+from outbox.errors import InvalidEventType, InvalidWorkspaceId
 
 MAX_EVENT_TYPE_LENGTH = 128
 """Longest accepted event type, in characters."""
@@ -30,24 +33,6 @@ def check_event_type(value: object) -> str:
     return value
 
 
-def check_event_filter(value: object) -> str:
-    """Return ``value`` if it is a valid endpoint filter: ``TYPE``, ``PREFIX.*`` or ``*``."""
-    if value == "*":
-        return "*"
-    if isinstance(value, str) and value.endswith(".*"):
-        try:
-            check_event_type(value[:-2])
-        except InvalidEventType as exc:
-            raise InvalidEventFilter(f"event filter {value!r}: {exc}") from None
-        return value
-    try:
-        return check_event_type(value)
-    except InvalidEventType as exc:
-        raise InvalidEventFilter(
-            f"event filter {value!r} must be an event type, 'prefix.*' or '*' ({exc})"
-        ) from None
-
-
 def check_workspace_id(value: object) -> str:
     """Return ``value`` if it is a valid workspace id."""
     if not isinstance(value, str) or not value:
@@ -59,21 +44,3 @@ def check_workspace_id(value: object) -> str:
     if not _WORKSPACE_ID.fullmatch(value):
         raise InvalidWorkspaceId(f"workspace id {value!r} may hold only [A-Za-z0-9_-]")
     return value
-
-
-def filter_matches(pattern: str, event_type: str) -> bool:
-    """Whether an endpoint filter accepts an event type.
-
-    ``*`` matches everything, ``run.*`` matches ``run.succeeded`` and ``run.step.done``
-    (but not ``run`` itself), anything else must be equal.
-    """
-    if pattern == "*":
-        return True
-    if pattern.endswith(".*"):
-        return event_type.startswith(pattern[:-1])
-    return pattern == event_type
-
-
-def matches_any(patterns: list[str], event_type: str) -> bool:
-    """Whether any of an endpoint's filters accepts ``event_type``."""
-    return any(filter_matches(p, event_type) for p in patterns)

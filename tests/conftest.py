@@ -1,8 +1,19 @@
 """Shared fixtures: databases (SQLite and PostgreSQL), Redis, a receiver, runtimes.
 
 Tests that need PostgreSQL or Redis get them from the ``postgres_url`` and
-``redis_url`` fixtures. When the server does not answer, the test is skipped on a
-developer machine but **fails** under ``CI=true``: CI must never pass by skipping.
+``redis_server`` fixtures (or the ``database_url``/``backend`` parameters that use them),
+and are marked ``postgres``/``redis`` for it, so ``-m "not postgres and not redis"``
+runs the rest. When the server does not answer, the test is skipped on a developer
+machine but **fails** under ``CI=true``: CI must never pass by skipping.
+
+Benchmarks (``tests/bench``) measure, they do not test: they are collected only when
+asked for, with any of::
+
+    CATENTIO_BENCH=1 python -m pytest tests/bench
+    python -m pytest tests/bench --run-bench
+    python -m pytest tests -m bench
+
+Named without being asked for (``python -m pytest tests/bench``), they are skipped.
 
 Isolation without touching anyone else's data: every PostgreSQL test gets its own
 schema (dropped afterwards) and every Redis test its own key namespace (its keys are
@@ -11,11 +22,11 @@ deleted afterwards); nothing is flushed.
 
 from __future__ import annotations
 
-import ipaddress
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,40 +36,83 @@ from sqlalchemy.engine import make_url
 
 from outbox.database import normalize_url
 from outbox.migrate import upgrade
-from worker.endpoints import NewSecret, create_endpoint
-from worker.receiver import Behaviour, Receiver
-from worker.runtime import Runtime
-from worker.settings import Settings
-
-IN_CI = os.environ.get("CI", "").lower() == "true"
-POSTGRES_URL = os.environ.get(
-    "CATENTIO_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
+from tests.support.services import (
+    ANYWHERE,
+    POSTGRES_URL,
+    REDIS_URL,
+    fast_settings,
+    service_missing,
 )
-REDIS_URL = os.environ.get("CATENTIO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
-# A fixed Fernet key for tests only, so every module that imports it sees the same one.
-TEST_KEY = "OSk80ULaPv2qA-P6eOPwolNIvZ13H-ohloVJ6RIHwJU="
+from worker.demo.receiver import Behaviour, Receiver
+from worker.endpoints.registry import NewSecret, create_endpoint
+from worker.logs import configure_logging
+from worker.runtime import Runtime
+
+BENCH = Path(__file__).with_name("bench")
+
+SERVICE_FIXTURES = {
+    "postgres": {"postgres_server", "postgres_url"},
+    "redis": {"redis_server", "redis_namespace"},
+}
+"""The fixtures that need each service; a test using one gets the service's marker."""
+
+SERVICE_PARAMETERS = {
+    ("database_url", "postgres"): ("postgres",),
+    ("backend", "distributed"): ("postgres", "redis"),
+}
+"""Parameters that ask for a service through ``request.getfixturevalue``."""
 
 
-class ManualClock:
-    """A clock that only moves when the test says so (``clock.now += …`` or ``advance``)."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--run-bench``: collect and run the benchmarks."""
+    parser.addoption("--run-bench", action="store_true", default=False, help="run the benchmarks")
 
 
-def service_missing(name: str, error: BaseException) -> None:
-    """Skip locally, fail under CI: a missing service must never look like a pass."""
-    message = f"{name} is not reachable: {error}"
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: services are required)", pytrace=False)
-    pytest.skip(message)
+def _bench_asked(config: pytest.Config) -> bool:
+    if os.environ.get("CATENTIO_BENCH") == "1" or config.getoption("--run-bench"):
+        return True
+    return "bench" in (config.getoption("markexpr", default="") or "")
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Leave tests/bench out unless it is asked for or named on the command line."""
+    if collection_path != BENCH or _bench_asked(config):
+        return None
+    named = (Path(arg.split("::")[0]).resolve() for arg in config.args)
+    if any(path == BENCH or BENCH in path.parents for path in named):
+        return None
+    return True
+
+
+def _services(item: pytest.Item) -> set[str]:
+    names = set(getattr(item, "fixturenames", ()))
+    wanted = {marker for marker, fixtures in SERVICE_FIXTURES.items() if names & fixtures}
+    callspec = getattr(item, "callspec", None)
+    for (name, value), markers in SERVICE_PARAMETERS.items():
+        if callspec is not None and callspec.params.get(name) == value:
+            wanted.update(markers)
+    return wanted
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with the services it needs; skip benchmarks named but not asked for."""
+    skip_bench = pytest.mark.skip(
+        reason="benchmark: set CATENTIO_BENCH=1, or use --run-bench / -m bench"
+    )
+    bench_asked = _bench_asked(config)
+    for item in items:
+        for marker in sorted(_services(item)):
+            item.add_marker(marker)
+        if not bench_asked and item.get_closest_marker("bench") is not None:
+            item.add_marker(skip_bench)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quiet_logs() -> None:
+    """Warnings and errors only, as JSON on stderr, for the whole session, as the command
+    line configures it: a log line no test reads costs nothing. Tests that read logs
+    lower the level themselves (``captured_logs``, ``LOGGED``)."""
+    configure_logging(level="WARNING", fmt="json", stream=sys.stderr)
 
 
 @pytest.fixture(scope="session")
@@ -147,38 +201,26 @@ def receiver() -> Iterator[Receiver]:
         yield server
 
 
-def fast_settings(database_url: str, **overrides: Any) -> Settings:
-    """Settings for tests: loopback allowed, short schedule and timeouts, a fixed key."""
-    values: dict[str, Any] = {
-        "database_url": database_url,
-        "allowed_networks": LOOPBACK,
-        "retry_schedule": (timedelta(milliseconds=100),) * 3,
-        "retry_jitter": 0.0,
-        "request_timeout": 5.0,
-        "connect_timeout": 2.0,
-        "poll_interval": 0.02,
-        "sweep_interval": 0.5,
-        "sweep_after": timedelta(seconds=2),
-        "worker_threads": 4,
-        "encryption_keys": (TEST_KEY,),
-    }
-    values.update(overrides)
-    return Settings(**values)
-
-
 @pytest.fixture
 def make_runtime() -> Iterator[Callable[..., Runtime]]:
     """Builder: ``make_runtime(database_url, **settings_overrides)``; closed afterwards."""
     opened: list[Runtime] = []
 
     def build(
-        database_url: str, *, transport: Any = None, clock: Any = None, **overrides: Any
+        database_url: str,
+        *,
+        transport: Any = None,
+        clock: Any = None,
+        tracing: Any = None,
+        **overrides: Any,
     ) -> Runtime:
         kwargs: dict[str, Any] = {"migrate": True}
         if transport is not None:
             kwargs["transport"] = transport
         if clock is not None:
             kwargs["clock"] = clock
+        if tracing is not None:
+            kwargs["tracing"] = tracing
         runtime = Runtime.open(fast_settings(database_url, **overrides), **kwargs)
         opened.append(runtime)
         return runtime
@@ -211,6 +253,9 @@ def add_endpoint() -> Callable[..., NewSecret]:
                 workspace_id=workspace_id,
                 url=target,
                 event_types=list(event_types),
+                # Register anything: tests of the send-time SSRF guard need rows the
+                # registration check would refuse (it has tests of its own).
+                allowed_networks=kwargs.pop("allowed_networks", ANYWHERE),
                 **kwargs,
             )
         if receiver is not None and url is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,6 +22,22 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert "pytest" in test_command
 
 
+def test_ci_lints_as_pyproject_configures_it_before_the_tests() -> None:
+    """.ci/run installs the dev extra (ruff, mypy) and runs ruff check, ruff format
+    --check and mypy without arguments of their own, before the test command."""
+    lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    lint = ["ruff check .", "ruff format --check .", "mypy"]
+    install = "python -m pip install -q -e './signing[ed25519]' -e '.[dev]'"
+    assert all(command in lines for command in [install, *lint])
+    positions = [lines.index(command) for command in [install, *lint]]
+    assert positions == sorted(positions)
+    assert positions[-1] < len(lines) - 1  # the tests come last
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    dev_extra = extras["optional-dependencies"]["dev"]
+    assert "catentio-webhooks[test]" in dev_extra
+    assert {"ruff", "mypy"} <= {re.split(r"[<>=\[ ]", dep)[0] for dep in dev_extra}
+
+
 def test_readme_demo_command_runs_the_demo() -> None:
     """The README's first command installs both packages and runs the demo."""
     first = shell_blocks((ROOT / "README.md").read_text())[0]
@@ -34,3 +51,12 @@ def test_procfile_names_the_three_process_types() -> None:
     )
     assert set(kinds) == {"release", "poller", "worker"}
     assert all(v.strip().startswith("catentio-webhooks ") for v in kinds.values())
+
+
+def test_readmes_say_how_to_install_catentio_signing_from_this_repository() -> None:
+    """No index serves catentio-signing yet: the READMEs never say `pip install
+    catentio-signing` bare, and show how to install it from the repository instead."""
+    for path in (ROOT / "README.md", ROOT / "signing" / "README.md"):
+        text = path.read_text()
+        assert not re.search(r"pip install '?catentio-signing", text), path
+        assert "pip install ./signing" in text, path

@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from outbox.errors import InvalidDuration
+from worker.errors import InvalidDuration
+
+MAX_DURATION = timedelta(days=3650)
+"""Longest duration parsed (``inf`` or ``1e400s`` would overflow a ``timedelta``)."""
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -29,8 +32,10 @@ def parse_duration(text: str) -> timedelta:
             raise InvalidDuration(
                 f"{text!r} is not a duration (use e.g. 30s, 5m, 2h, 3d or 1h30m)"
             ) from None
-    if seconds < 0:
-        raise InvalidDuration(f"{text!r}: a duration cannot be negative")
+    if seconds != seconds or seconds < 0:
+        raise InvalidDuration(f"{text!r}: a duration cannot be negative or nan")
+    if seconds > MAX_DURATION.total_seconds():
+        raise InvalidDuration(f"{text!r} is longer than the longest duration accepted (10 years)")
     return timedelta(seconds=seconds)
 
 

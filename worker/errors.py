@@ -1,110 +1,130 @@
-"""Why an attempt did not get a response: the ``SendError`` branch of the error tree.
+"""The worker's errors: its branches of the one error tree rooted in ``outbox.errors``.
 
-These are raised inside the HTTP layer and caught by the sender, which records them as
-an attempt's ``error_kind``; they never escape a delivery::
+One ``except CatentioError`` still catches everything of ours. The messages say what is
+wrong, never which command or flag would fix it: each door (the command line, the HTTP
+API) adds its own advice, using the attributes some of these carry::
 
-    CatentioError                       (outbox.errors)
-    └── SendError                       the request got no usable response
-        ├── RetryableSendError          worth another attempt later
-        │   ├── SendTimeout             "timeout": connect/read/write or total deadline
-        │   ├── ConnectFailed           "connect": refused, unreachable, DNS failure
-        │   ├── TLSFailed               "tls": handshake or certificate failure
-        │   ├── ProtocolFailed          "protocol": malformed or oversized response
-        │   └── NetworkFailed           "network": the connection broke mid-exchange
-        └── PermanentSendError          another attempt cannot help
-            ├── BlockedAddress          "blocked_address": SSRF guard refused the address
-            └── InvalidURL              "invalid_url": not a URL we may send to
+    CatentioError                       outbox.errors
+    ├── ValidationError                 outbox.errors: bad input; nothing was written
+    │   ├── (publish's own leaves)      outbox.errors: event type, workspace, payload, key
+    │   ├── InvalidEventFilter          an endpoint filter that is not TYPE, PREFIX.* or *
+    │   ├── InvalidEndpointURL          not http/https, userinfo, no host, too long
+    │   ├── InvalidDuration             "5s", "2h", "3d" and the like, or ISO times
+    │   ├── InvalidCursor               not an id of the kind a page hands out
+    │   ├── InvalidWindow               a time window that ends before it starts
+    │   └── NothingToUpdate             an endpoint change that changes nothing
+    ├── NotFound                        no row with that id
+    │   ├── EndpointNotFound
+    │   ├── EventNotFound
+    │   └── DeliveryNotFound
+    ├── Conflict                        refused in the row's current state
+    │   ├── EndpointDisabled            a replay to a disabled endpoint
+    │   ├── EndpointsDisabled           every delivery of an event goes to a disabled one
+    │   └── DeliveriesPending           deleting an endpoint whose deliveries still wait
+    ├── ConfigurationError              settings that cannot work (``worker.settings``)
+    ├── OwnFailure                      our side failed; never spends a receiver's attempt
+    │   ├── DatabaseUnavailable
+    │   ├── BrokerUnavailable
+    │   └── SchemaNotReady              the schema is not (yet) the one this code needs
+    ├── SendError                       the request got no usable response
+    │                                   (``worker.http.errors``: its own tree)
+    └── PortalError                     the portal refuses a link, session or request
+                                        (``worker.portal.errors``: its own tree)
 
-``map_httpx_error`` is the one place that translates httpx's exceptions into these.
+The receiver's failures (timeouts, refused connections, bad statuses) are not raised
+past a delivery: ``worker.policy.outcomes`` classifies them as outcomes.
 """
 
 from __future__ import annotations
 
-import ssl
-
-import httpx
-
-from outbox.errors import CatentioError
+from outbox.errors import CatentioError, ValidationError
 
 
-class SendError(CatentioError):
-    """The request got no usable response."""
-
-    kind = "error"
+class InvalidEventFilter(ValidationError):
+    """An endpoint event filter is not ``TYPE``, ``PREFIX.*`` or ``*``."""
 
 
-class RetryableSendError(SendError):
-    """Another attempt later may succeed."""
+class InvalidEndpointURL(ValidationError):
+    """The endpoint URL is not an acceptable http(s) URL."""
 
 
-class PermanentSendError(SendError):
-    """Another attempt cannot succeed; the delivery ends."""
+class InvalidDuration(ValidationError):
+    """A duration or point in time could not be parsed."""
 
 
-class SendTimeout(RetryableSendError):
-    """Connect, read or write timed out, or the attempt's total deadline passed."""
-
-    kind = "timeout"
+class InvalidCursor(ValidationError):
+    """A page cursor is not an id of the kind the previous page handed out."""
 
 
-class ConnectFailed(RetryableSendError):
-    """The connection was refused or the host could not be resolved or reached."""
-
-    kind = "connect"
+class InvalidWindow(ValidationError):
+    """A time window ends before (or when) it starts."""
 
 
-class TLSFailed(RetryableSendError):
-    """The TLS handshake failed (certificate, protocol version, …)."""
-
-    kind = "tls"
+class NothingToUpdate(ValidationError):
+    """An endpoint change names no field to change."""
 
 
-class ProtocolFailed(RetryableSendError):
-    """The response was not valid HTTP, or its headers were too large."""
-
-    kind = "protocol"
+class NotFound(CatentioError, LookupError):
+    """No row with the given id exists."""
 
 
-class NetworkFailed(RetryableSendError):
-    """The connection broke while sending or receiving."""
-
-    kind = "network"
+class EndpointNotFound(NotFound):
+    """No endpoint with that id."""
 
 
-class BlockedAddress(PermanentSendError):
-    """The endpoint resolves to an address the SSRF guard refuses."""
-
-    kind = "blocked_address"
+class EventNotFound(NotFound):
+    """No event with that id."""
 
 
-class InvalidURL(PermanentSendError):
-    """The endpoint URL is not one we may send to."""
-
-    kind = "invalid_url"
+class DeliveryNotFound(NotFound):
+    """No delivery with that id."""
 
 
-def _caused_by_ssl(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+class Conflict(CatentioError):
+    """The operation is refused in the row's current state."""
 
 
-def map_httpx_error(exc: httpx.HTTPError | httpx.InvalidURL) -> SendError:
-    """Translate an httpx exception into our ``SendError`` (chain it with ``from``)."""
-    message = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.InvalidURL):
-        return InvalidURL(message)
-    if isinstance(exc, httpx.TimeoutException):
-        return SendTimeout(message)
-    if isinstance(exc, httpx.ConnectError):
-        return TLSFailed(message) if _caused_by_ssl(exc) else ConnectFailed(message)
-    if isinstance(exc, httpx.UnsupportedProtocol):
-        return InvalidURL(message)
-    if isinstance(exc, httpx.ProtocolError):
-        return ProtocolFailed(message)
-    if isinstance(exc, httpx.TransportError):
-        return TLSFailed(message) if _caused_by_ssl(exc) else NetworkFailed(message)
-    return NetworkFailed(message)
+class EndpointDisabled(Conflict):
+    """The endpoint is disabled: what was asked of it (a replay) would only be skipped."""
+
+    def __init__(self, message: str, *, endpoint_id: str) -> None:
+        super().__init__(message)
+        self.endpoint_id = endpoint_id
+
+
+class EndpointsDisabled(Conflict):
+    """Every delivery of the event goes to a disabled endpoint."""
+
+    def __init__(self, message: str, *, event_id: str) -> None:
+        super().__init__(message)
+        self.event_id = event_id
+
+
+class DeliveriesPending(Conflict):
+    """The endpoint still has pending deliveries, which deleting it would never send."""
+
+    def __init__(self, message: str, *, endpoint_id: str, pending: int) -> None:
+        super().__init__(message)
+        self.endpoint_id = endpoint_id
+        self.pending = pending
+
+
+class ConfigurationError(CatentioError):
+    """The settings cannot work as given."""
+
+
+class OwnFailure(CatentioError):
+    """Our own side failed (database, broker). A receiver's attempt is never spent on it."""
+
+
+class DatabaseUnavailable(OwnFailure):
+    """The database could not be reached or refused the operation."""
+
+
+class BrokerUnavailable(OwnFailure):
+    """The message broker could not be reached."""
+
+
+class SchemaNotReady(OwnFailure):
+    """The database schema is not the one this code needs (not migrated yet, or
+    migrated by newer code, or another application's)."""

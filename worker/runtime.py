@@ -1,8 +1,10 @@
 """Wiring: the engine, sessions, secret box, HTTP sender, broker and actor of one process.
 
 ``Runtime.open(settings)`` builds everything from settings, in that order, with the
-edges (HTTP transport, clock) injectable for tests. The command line, the embedded
-runner and the demo all start from here, so they run the same code paths.
+edges (HTTP transport, clock, metrics) injectable: the metrics default to recording
+nothing, and the long-running commands pass the Prometheus ones when metrics are on.
+The command line, the embedded runner and the demo all start from here, so they run
+the same code paths.
 """
 
 from __future__ import annotations
@@ -20,24 +22,32 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from outbox.clock import Clock, utcnow
 from outbox.database import is_sqlite, make_engine, make_session_factory
-from outbox.errors import ConfigurationError
 from outbox.migrate import current_revision, head_revision, upgrade
-from outbox.poller import Dispatch, Poller
-from worker.actors import DeliverActor, declare_deliver_actor
-from worker.bell import Bell
-from worker.broker import build_broker
-from worker.delivery import Deliverer
-from worker.secretbox import SecretBox, open_secret_box
-from worker.sender import Sender
+from worker import startup
+from worker.availability import Availability
+from worker.delivery.actor import DeliverActor, declare_deliver_actor
+from worker.delivery.bell import Bell
+from worker.delivery.broker import ConsumerOutages, build_broker, ping
+from worker.delivery.deliverer import Deliverer
+from worker.endpoints.secretbox import SecretBox, open_secret_box
+from worker.errors import ConfigurationError, DatabaseUnavailable
+from worker.fanout.poller import Dispatch, Poller
+from worker.http.sender import Sender
+from worker.http.transport import GuardedTransport
 from worker.settings import Settings
-from worker.transport import GuardedTransport
+from worker.telemetry.metrics import NO_METRICS, Metrics
+from worker.telemetry.tracing import NO_TRACING, Tracing
 
-log = structlog.get_logger("worker.runtime")
+log = structlog.get_logger(__name__)
 
 
 def open_database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
     """Engine and session factory for ``settings.database_url``."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(
+        settings.database_url,
+        connect_timeout=settings.database_connect_timeout,
+        statement_timeout=settings.database_statement_timeout,
+    )
     return engine, make_session_factory(engine)
 
 
@@ -67,9 +77,14 @@ class Runtime:
     broker: dramatiq.Broker
     actor: DeliverActor
     deliverer: Deliverer
-    dispatch: Dispatch
+    bell: Bell
+    database: Availability
+    broker_state: Availability
     clock: Clock = utcnow
+    metrics: Metrics = NO_METRICS
+    tracing: Tracing = NO_TRACING
     _workers: list[dramatiq.Worker] = field(default_factory=list)
+    _consumer_outages: ConsumerOutages | None = None
 
     @classmethod
     def open(
@@ -79,21 +94,43 @@ class Runtime:
         transport: httpx.BaseTransport | None = None,
         clock: Clock = utcnow,
         migrate: bool | None = None,
+        startup_timeout: float | None = None,
+        metrics: Metrics = NO_METRICS,
+        tracing: Tracing = NO_TRACING,
     ) -> Runtime:
-        """Build the runtime. ``migrate`` defaults to True on SQLite, False otherwise."""
+        """Build the runtime. ``migrate`` defaults to True on SQLite, False otherwise.
+
+        With ``startup_timeout`` (the long-running processes), wait that long at most
+        for the database, its schema and Redis, and check that the encryption keys open
+        the stored secrets (``worker.startup``); without it, a schema that is not current
+        is refused at once.
+        """
         # The key first: refusing to start (PostgreSQL without a key) must not leave an
         # engine behind.
         box = open_secret_box(settings.encryption_keys, settings.database_url)
         engine, sessions = open_database(settings)
+        migrating = is_sqlite(settings.database_url) if migrate is None else migrate
         try:
-            ensure_schema(
-                engine, migrate=is_sqlite(settings.database_url) if migrate is None else migrate
-            )
+            if startup_timeout is None:
+                ensure_schema(engine, migrate=migrating)
+            else:
+                if migrating:
+                    startup.wait_for(
+                        "database",
+                        startup.database_answers(engine),
+                        timeout=startup_timeout,
+                        failure=DatabaseUnavailable,
+                    )
+                    upgrade(engine)
+                startup.check_database(engine, sessions, box, timeout=startup_timeout)
         except BaseException:
             engine.dispose()
             raise
+        tracing.instrument_engine(engine)
         client = httpx.Client(
-            transport=transport or GuardedTransport(allowed_networks=settings.allowed_networks),
+            transport=tracing.wrap_transport(
+                transport or GuardedTransport(allowed_networks=settings.allowed_networks)
+            ),
             trust_env=False,
             follow_redirects=False,
         )
@@ -105,10 +142,35 @@ class Runtime:
             max_header_bytes=settings.max_header_bytes,
         )
         deliverer = Deliverer(
-            session_factory=sessions, sender=sender, box=box, settings=settings, clock=clock
+            session_factory=sessions,
+            sender=sender,
+            box=box,
+            settings=settings,
+            clock=clock,
+            metrics=metrics,
         )
         broker = build_broker(settings)
-        actor = declare_deliver_actor(broker, deliverer, settings)
+        if startup_timeout is not None and settings.redis_url:
+            try:
+                startup.check_broker(broker, timeout=startup_timeout)
+            except BaseException:
+                broker.close()
+                client.close()
+                engine.dispose()
+                raise
+        database = Availability("database", probe=startup.database_answers(engine))
+        broker_state = Availability("broker", probe=lambda: ping(broker))
+        carrier = tracing.middleware()
+        if carrier is not None:  # after LogContext: it ends its span before the ids are cleared
+            broker.add_middleware(carrier)
+        actor = declare_deliver_actor(
+            broker,
+            deliverer,
+            settings,
+            database=database,
+            broker_state=broker_state,
+            metrics=metrics,
+        )
         return cls(
             settings=settings,
             engine=engine,
@@ -118,19 +180,33 @@ class Runtime:
             broker=broker,
             actor=actor,
             deliverer=deliverer,
-            dispatch=Bell(broker, queue_name=settings.queue_name).ring,
+            bell=Bell(broker, queue_name=settings.queue_name),
+            database=database,
+            broker_state=broker_state,
             clock=clock,
+            metrics=metrics,
+            tracing=tracing,
         )
+
+    @property
+    def dispatch(self) -> Dispatch:
+        """Rings this runtime's actor (the poller's and the replays' way in)."""
+        return self.bell.ring
 
     def poller(self) -> Poller:
         """A poller that dispatches to this runtime's actor."""
         return Poller(
             session_factory=self.sessions,
             dispatch=self.dispatch,
+            waiting=self.bell.waiting,
             batch_size=self.settings.poll_batch_size,
             sweep_after=self.settings.sweep_after,
             clock=self.clock,
             retention=self.settings.retention,
+            database=self.database,
+            broker=self.broker_state,
+            metrics=self.metrics,
+            tracing=self.tracing,
         )
 
     def start_worker(self, threads: int | None = None) -> dramatiq.Worker:
@@ -141,18 +217,29 @@ class Runtime:
             worker_threads=threads or self.settings.worker_threads,
             worker_timeout=100,
         )
+        if self._consumer_outages is None and self.settings.redis_url:
+            self._consumer_outages = ConsumerOutages(self.broker_state)
+            self._consumer_outages.install([self.settings.queue_name])
         worker.start()
         self._workers.append(worker)
         return worker
 
     def close(self) -> None:
         """Stop workers, close the broker, the HTTP client and the engine."""
+        self.database.close()
+        self.broker_state.close()
+        """Stop workers, close the broker, the HTTP client and the engine, and flush the
+        traces (the runtime owns the tracing it was given)."""
         for worker in self._workers:
             worker.stop(timeout=int(self.settings.lease_duration.total_seconds() * 1000))
         self._workers.clear()
+        if self._consumer_outages is not None:
+            self._consumer_outages.uninstall([self.settings.queue_name])
+            self._consumer_outages = None
         self.broker.close()
         self.client.close()
         self.engine.dispose()
+        self.tracing.shutdown()
 
     @contextmanager
     def running(self, *, threads: int | None = None) -> Iterator[threading.Event]:

@@ -1,12 +1,7 @@
 """Benchmarks run only on demand: they measure, they do not test behaviour.
 
-The root configuration does not recurse into ``tests/bench``; name it, and ask::
-
-    CATENTIO_BENCH=1 python -m pytest tests/bench
-    python -m pytest tests/bench --run-bench
-    python -m pytest tests/bench -m bench
-
-Otherwise every test marked ``bench`` is skipped. The delivery-engine benchmark's
+The root ``tests/conftest.py`` collects ``tests/bench`` only when asked
+(``CATENTIO_BENCH=1``, ``--run-bench`` or ``-m bench``). The delivery-engine benchmark's
 fixtures live here too (see tests/bench/README.md): ``bench_config`` (sizes from
 ``CATENTIO_BENCH_*``), ``bench_receiver`` (the receiver process), ``make_deployment``
 (a product installation of the benchmark's own) and ``bench_results`` (the figures,
@@ -15,7 +10,6 @@ printed as a table at the end and written as JSON).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,35 +20,6 @@ from tests.bench.config import BenchConfig
 from tests.bench.deployment import Deployment
 from tests.bench.receiver import ReceiverProcess
 from tests.bench.results import Results
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    """``--run-bench`` (recognised when tests/bench is on the command line)."""
-    parser.addoption("--run-bench", action="store_true", default=False, help="run the benchmarks")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Register the ``bench`` marker here rather than in the root configuration."""
-    config.addinivalue_line("markers", "bench: a benchmark; runs only on demand")
-
-
-def _requested(config: pytest.Config) -> bool:
-    if os.environ.get("CATENTIO_BENCH") == "1":
-        return True
-    if config.getoption("--run-bench", default=False):
-        return True
-    return "bench" in (config.getoption("markexpr", default="") or "")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip benchmarks unless asked for."""
-    if _requested(config):
-        return
-    skip = pytest.mark.skip(reason="benchmark: set CATENTIO_BENCH=1, or use --run-bench / -m bench")
-    for item in items:
-        if item.get_closest_marker("bench") is not None:
-            item.add_marker(skip)
-
 
 # -- the delivery-engine benchmark's fixtures (tests/bench/test_engine_*.py) ------------
 

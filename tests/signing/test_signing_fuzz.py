@@ -7,6 +7,7 @@ import contextlib
 import json
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +17,8 @@ NOW = 1_700_000_000
 SECRET = "whsec_" + base64.b64encode(b"fuzz-secret-of-32-bytes-long!!!!").decode()
 SIGNING_KEY = "whsk_" + base64.b64encode(b"\x07" * 32).decode()
 WEBHOOK = Webhook([SECRET, SIGNING_KEY], clock=lambda: NOW)
+
+pytestmark = pytest.mark.slow  # hundreds of examples per test
 
 # Hypothesis keeps no example database here: it would write into the repository checkout.
 FUZZ = settings(

@@ -15,21 +15,9 @@ from sqlalchemy import select
 
 from catentio_signing import Webhook
 from outbox import Attempt, Delivery, DeliveryStatus, Event, publish
-from worker.receiver import sequence
-
-
-def wait_until(predicate: Any, timeout: float = 15.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
-
-
-def statuses(runtime: Any) -> list[str]:
-    with runtime.sessions() as session:
-        return list(session.scalars(select(Delivery.status)))
+from tests.support.harness import statuses
+from tests.support.waiting import wait_until
+from worker.demo.receiver import sequence
 
 
 def test_events_reach_every_subscribed_endpoint_once_with_valid_signatures(

@@ -3,6 +3,7 @@ PostgreSQL and Redis, each stopped with SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +14,9 @@ from typing import Any
 import pytest
 
 from outbox import publish
-from tests.conftest import TEST_KEY
+from tests.support.services import TEST_KEY
+
+pytestmark = pytest.mark.slow  # real processes, started and stopped: seconds each
 
 
 @pytest.fixture
@@ -52,6 +55,10 @@ def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
     return process.returncode, err
 
 
+def json_lines(err: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+
+
 def seed(runtime: Any, add_endpoint: Any, receiver: Any, count: int) -> None:
     add_endpoint(runtime, receiver=receiver, path="/hook")
     with runtime.sessions() as session, session.begin():
@@ -70,6 +77,9 @@ def test_run_embedded_delivers_and_stops_on_sigterm(
     assert code == 0, err
     assert all(r.verified for r in receiver.received())
     assert '"event": "run.stopped"' in err
+    lines = json_lines(err)
+    assert lines and {line["process"] for line in lines} == {"run"}
+    assert {line["pid"] for line in lines} == {process.pid}
 
 
 def test_poller_and_worker_processes_on_postgres_and_redis(
@@ -94,9 +104,11 @@ def test_poller_and_worker_processes_on_postgres_and_redis(
         spawn(env, "worker", "--threads", "2"),
     ]
     assert receiver.wait_for(30, path="/hook", timeout=60)
-    for process in processes:
+    for kind, process in zip(["poller", "worker", "worker"], processes, strict=True):
         code, err = stop(process)
         assert code == 0, err
+        lines = json_lines(err)
+        assert lines and {(line["process"], line["pid"]) for line in lines} == {(kind, process.pid)}
     ids = [r.headers["webhook-id"] for r in receiver.received("/hook")]
     assert len(ids) == len(set(ids)) == 30
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from outbox.database import normalize_url
-from outbox.errors import ConfigurationError, InvalidDuration
 from worker.durations import format_duration, parse_duration, parse_moment, parse_schedule
+from worker.errors import ConfigurationError, InvalidDuration
 from worker.settings import DEFAULT_RETRY_SCHEDULE, Settings
 
 
@@ -127,3 +129,70 @@ def test_runtime_refuses_postgres_without_a_key_before_opening_anything(
 
     with pytest.raises(ConfigurationError, match="CATENTIO_ENCRYPTION_KEYS"):
         Runtime.open(Settings(database_url=postgres_url))
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [
+        ("CATENTIO_LOG_LEVEL", "banana", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+        ("CATENTIO_MAX_HEADER_BYTES", "-5", "from 1 to"),
+        ("CATENTIO_SWEEP_INTERVAL", "0", "between 100ms and 1h"),
+        ("CATENTIO_SWEEP_AFTER", "0s", "at least 1s"),
+        ("CATENTIO_REQUEST_TIMEOUT", "inf", "longer than the longest"),
+        ("CATENTIO_REQUEST_TIMEOUT", "nan", "nan"),
+        ("CATENTIO_RETENTION", "0s", "at least 1h"),
+        ("CATENTIO_RETENTION", "10m", "at least 1h"),
+        ("CATENTIO_WORKER_THREADS", "0", "from 1 to 1000"),
+        ("CATENTIO_RETRY_JITTER", "1.5", "[0, 1)"),
+        ("CATENTIO_RETRY_JITTER", "nan", "finite"),
+        ("CATENTIO_OPERATIONAL_EVENTS", "maybe", "true or false"),
+        ("CATENTIO_RATE_LIMIT", "0", "above 0"),
+        ("CATENTIO_DATABASE_CONNECT_TIMEOUT", "0", "0.1s to 5m"),
+        ("CATENTIO_RETRY_SCHEDULE", "5s,0s", "at least 1ms"),
+        ("CATENTIO_MAX_CONCURRENCY", "1.5", "whole number"),
+    ],
+)
+def test_accepted_but_wrong_values_are_refused_with_name_and_range(
+    name: str, value: str, allowed: str
+) -> None:
+    """Values that used to be accepted (or crashed later) are refused at start-up with
+    the variable's name and what it accepts."""
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({name: value})
+    message = str(info.value)
+    assert name in message, message
+    assert allowed in message, message
+
+
+def test_a_connect_timeout_longer_than_the_deadline_is_refused() -> None:
+    """The connect is part of the attempt's total deadline: it cannot be longer."""
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({"CATENTIO_REQUEST_TIMEOUT": "10s", "CATENTIO_CONNECT_TIMEOUT": "20s"})
+    assert "CATENTIO_CONNECT_TIMEOUT" in str(info.value)
+    assert "CATENTIO_REQUEST_TIMEOUT" in str(info.value)
+
+
+def test_unknown_catentio_variables_are_warned_about_once(tmp_path: Any) -> None:
+    """A CATENTIO_* name no setting reads (a typo) is named in one warning at start-up,
+    with the setting it probably meant; the command still runs."""
+    from tests.support.cli import run_cli
+
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "CATENTIO_RETRY_SHEDULE": "5s",
+        "CATENTIO_LOG_FORMAT": "json",
+        "REDIS_URL": "",
+    }
+    result = run_cli(env, "secrets", "generate-key")
+    assert result.exit_code == 0, result.output
+    warnings = [
+        json.loads(line)
+        for line in result.stderr.splitlines()
+        if "settings.unknown_variable" in line
+    ]
+    assert len(warnings) == 1
+    assert warnings[0]["variable"] == "CATENTIO_RETRY_SHEDULE"
+    assert "CATENTIO_RETRY_SCHEDULE" in warnings[0]["hint"]
+    assert Settings.from_env({"CATENTIO_RETRY_SHEDULE": "5s"}).unknown_variables == (
+        "CATENTIO_RETRY_SHEDULE",
+    )

@@ -8,27 +8,37 @@ that starts with ``error:``.
 
 from __future__ import annotations
 
+import difflib
 import sys
 from typing import Any
 
 import click
+import structlog
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
-from outbox.errors import (
-    CatentioError,
+from outbox.errors import CatentioError, ValidationError
+from worker.cli.state import State
+from worker.errors import (
     ConfigurationError,
     Conflict,
+    DeliveriesPending,
+    EndpointDisabled,
+    EndpointsDisabled,
+    InvalidCursor,
+    InvalidWindow,
     NotFound,
-    OwnFailure,
-    ValidationError,
+    NothingToUpdate,
 )
-from worker.cli.state import State
 from worker.logs import configure_logging
-from worker.settings import Settings
+from worker.settings import VARIABLES, Settings
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
+
+PROCESSES = frozenset({"run", "poller", "worker", "api"})
+"""The long-running commands; each names its log lines' ``process`` after itself, every
+other command logs as ``cli``."""
 
 
 def fail(message: str, code: int) -> None:
@@ -37,24 +47,56 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def explain(exc: CatentioError) -> str:
+    """The error's message with the command line's advice added: the domain says what is
+    wrong; which command or flag puts it right is the command line's to say."""
+    if isinstance(exc, EndpointDisabled):
+        return f"{exc}; enable it first: catentio-webhooks endpoints enable {exc.endpoint_id}"
+    if isinstance(exc, EndpointsDisabled):
+        return (
+            f"{exc}; enable it first (catentio-webhooks endpoints enable ID) "
+            "or use --current-subscribers"
+        )
+    if isinstance(exc, DeliveriesPending):
+        return f"{exc}; disable it and let them finish, or delete with --force"
+    if isinstance(exc, NothingToUpdate):
+        return (
+            f"{exc}: give --url, --events, --header, --description, "
+            "--max-concurrency or --rate-limit"
+        )
+    if isinstance(exc, InvalidCursor):
+        return f"--after {exc}"
+    if isinstance(exc, InvalidWindow):
+        return "--until must be later than --since"
+    return str(exc)
+
+
 class CatentioGroup(click.Group):
     """Turns our errors into one line on stderr and a documented exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except click.UsageError as exc:
-            # A subcommand's bad option or argument: one line, not click's usage block.
-            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
-            fail(f"{exc.format_message()} (see '{where} --help')", EXIT_USAGE)
-        except NotFound as exc:
-            fail(str(exc), EXIT_NOT_FOUND)
-        except (ValidationError, ConfigurationError, Conflict) as exc:
-            fail(str(exc), EXIT_USAGE)
-        except OperationalError as exc:
-            fail(f"database unavailable: {str(exc.orig).strip().splitlines()[0]}", EXIT_FAILURE)
-        except (OwnFailure, SQLAlchemyError, CatentioError) as exc:
-            fail(str(exc).splitlines()[0], EXIT_FAILURE)
+        except (click.UsageError, CatentioError, SQLAlchemyError) as exc:
+            if isinstance(ctx.obj, State):
+                ctx.obj.discard_created()  # a failed first command leaves no files
+            _report(ctx, exc)
+
+
+def _report(ctx: click.Context, exc: Exception) -> None:
+    """One line on stderr and the exit code for ``exc``."""
+    if isinstance(exc, click.UsageError):
+        # A subcommand's bad option or argument: one line, not click's usage block.
+        where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+        fail(f"{exc.format_message()} (see '{where} --help')", EXIT_USAGE)
+    elif isinstance(exc, NotFound):
+        fail(explain(exc), EXIT_NOT_FOUND)
+    elif isinstance(exc, ValidationError | ConfigurationError | Conflict):
+        fail(explain(exc), EXIT_USAGE)
+    elif isinstance(exc, OperationalError):
+        fail(f"database unavailable: {str(exc.orig).strip().splitlines()[0]}", EXIT_FAILURE)
+    else:
+        fail(str(exc).splitlines()[0], EXIT_FAILURE)
 
 
 @click.group(cls=CatentioGroup)
@@ -70,7 +112,19 @@ def main(ctx: click.Context) -> None:
         settings = Settings.from_env()
     except ConfigurationError as exc:
         fail(str(exc), EXIT_USAGE)
-    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    command = ctx.invoked_subcommand
+    configure_logging(
+        level=settings.log_level,
+        fmt=settings.log_format,
+        process=command if command in PROCESSES else "cli",
+    )
+    for name in settings.unknown_variables:
+        close = difflib.get_close_matches(name, VARIABLES, n=1)
+        structlog.get_logger("worker.settings").warning(
+            "settings.unknown_variable",
+            variable=name,
+            hint=f"did you mean {close[0]}?" if close else "no setting reads it",
+        )
     state = State(settings)
     ctx.obj = state
     ctx.call_on_close(state.close)
@@ -78,11 +132,13 @@ def main(ctx: click.Context) -> None:
 
 def _register() -> None:
     from worker.cli import (
+        check,
         db,
         deliveries,
         demo,
         endpoints,
         events,
+        portal,
         processes,
         prune,
         replay,
@@ -92,11 +148,13 @@ def _register() -> None:
     )
 
     for module in (
+        check,
         db,
         deliveries,
         demo,
         endpoints,
         events,
+        portal,
         processes,
         secrets,
         prune,

@@ -5,18 +5,27 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from sqlalchemy import select
 
-from outbox.errors import DeliveryNotFound
-from outbox.models import Attempt, Delivery
-from worker.cli import filters
-from worker.cli.formats import Format, format_options, pick_format
-from worker.cli.listing import print_listing
-from worker.cli.options import json_option, split_values
-from worker.cli.output import console, print_json, print_jsonl, print_record
+from outbox.models import Delivery
+from worker.cli import options
+from worker.cli.options import Format, format_options, json_option, pick_format, split_values
+from worker.cli.output import (
+    console,
+    print_json,
+    print_jsonl,
+    print_listing,
+    print_page,
+    print_record,
+)
 from worker.cli.state import State, pass_state
-from worker.history import DeliveryFilter, delivery_page, iter_deliveries
-from worker.views import attempt_view, delivery_view
+from worker.ops.history import (
+    DeliveryFilter,
+    delivery_attempts,
+    delivery_page,
+    get_delivery,
+    iter_deliveries,
+)
+from worker.ops.views import attempt_view, delivery_view
 
 SHOWN_BODY_CHARS = 2000
 """Response body characters printed per attempt in the table view (``--json`` has all
@@ -39,7 +48,9 @@ def deliveries() -> None:
     """Deliveries and their attempts."""
 
 
-def _row(delivery: Delivery) -> dict[str, Any]:
+def delivery_row(delivery: Delivery) -> dict[str, Any]:
+    """A delivery as a listing shows it: its view plus ``last``, the last status code or,
+    without a response, the last error kind (``connect``, ``timeout``, …)."""
     view = delivery_view(delivery)
     view["last"] = view["last_status_code"] or view["last_error_kind"]
     return view
@@ -52,9 +63,9 @@ def _row(delivery: Delivery) -> dict[str, Any]:
 @click.option(
     "--type", "types", multiple=True, help="Event type, 'prefix.*' or '*'; repeat or comma."
 )
-@filters.status_option
-@filters.window_options
-@filters.page_options
+@options.status_option
+@options.window_options
+@options.page_options
 @format_options
 @pass_state
 def deliveries_list(
@@ -83,32 +94,30 @@ def deliveries_list(
         endpoint_id=endpoint_id,
         event_id=event_id,
         event_types=tuple(split_values(types)),
-        statuses=filters.statuses(status_values),
-        since=filters.moment("--since", since),
-        until=filters.moment("--until", until),
+        statuses=options.statuses(status_values),
+        since=options.moment("--since", since),
+        until=options.moment("--until", until),
     )
     sessions = state.sessions()
     if fmt is Format.JSONL:
         print_jsonl(
-            _row(d) for d in iter_deliveries(sessions, selection, limit=limit, after=cursor)
+            delivery_row(d) for d in iter_deliveries(sessions, selection, limit=limit, after=cursor)
         )
         return
     with sessions() as session:
         page = delivery_page(session, selection, limit=limit, after=cursor)
-    rows = [_row(d) for d in page.rows]
+    rows = [delivery_row(d) for d in page.rows]
     if fmt is Format.JSON:
         print_json(rows)
         return
-    if not rows:
-        click.echo("no deliveries match")
-        return
-    print_listing(
+    print_page(
         rows,
         LIST_COLUMNS,
+        empty="no deliveries match",
+        next_cursor=page.next_cursor,
         headers={"created_at": "created", "next_attempt_at": "next attempt"},
+        drop_first=("next_attempt_at", "created_at", "endpoint_id", "attempts", "event_type"),
     )
-    if page.next_cursor:
-        click.echo(f"more: --after {page.next_cursor}")
 
 
 @deliveries.command("show")
@@ -119,15 +128,8 @@ def deliveries_show(state: State, delivery_id: str, as_json: bool) -> None:
     """One delivery with every attempt: when, how long, what status or error, the
     request headers sent (no secret) and the response headers and body (capped)."""
     with state.sessions()() as session:
-        delivery = session.get(Delivery, delivery_id)
-        if delivery is None:
-            raise DeliveryNotFound(f"no delivery {delivery_id!r}")
-        attempts = [
-            attempt_view(a)
-            for a in session.scalars(
-                select(Attempt).where(Attempt.delivery_id == delivery_id).order_by(Attempt.number)
-            )
-        ]
+        delivery = get_delivery(session, delivery_id)
+        attempts = [attempt_view(a) for a in delivery_attempts(session, delivery_id)]
     view = {**delivery_view(delivery), "attempt_history": attempts}
     if as_json:
         print_json(view)
@@ -146,6 +148,7 @@ def deliveries_show(state: State, delivery_id: str, as_json: bool) -> None:
         ],
         title="attempts",
         headers={"response_status": "status", "duration_ms": "ms"},
+        drop_first=("trigger", "duration_ms"),
     )
     for attempt in attempts:
         _print_attempt(attempt)

@@ -7,7 +7,7 @@ import sys
 import click
 
 from worker.cli.output import console
-from worker.demo import run_demo
+from worker.demo.scenario import run_demo
 
 
 @click.command("demo")

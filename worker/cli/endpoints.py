@@ -6,34 +6,37 @@ import sys
 from typing import Any
 
 import click
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from outbox.clock import utcnow
-from outbox.errors import Conflict, ValidationError
+from outbox.errors import ValidationError
 from outbox.models import DeliveryStatus, Endpoint
-from worker.activity import endpoint_activity
-from worker.cli import filters
-from worker.cli.listing import print_listing
+from worker.cli import options
 from worker.cli.options import json_option, split_values
-from worker.cli.output import print_json, print_record
-from worker.cli.progress import progress_bar
-from worker.cli.replay import ring_now, run_bulk
+from worker.cli.output import print_json, print_jsonl, print_listing, print_record, progress_bar
+from worker.cli.replay import run_bulk, tell_workers
 from worker.cli.state import State, pass_state
-from worker.endpoint_admin import (
+from worker.endpoints.registry import (
     EndpointChanges,
-    count_deliveries,
+    check_deletion,
+    create_endpoint,
     delete_endpoint,
-    disable_endpoint,
-    enable_endpoint,
-    release_paused,
-    set_paused,
+    deliveries_by_status,
+    endpoint_page,
+    get_endpoint,
     update_endpoint,
 )
-from worker.endpoints import SCHEMES, create_endpoint, get_endpoint
-from worker.history import DeliveryFilter
-from worker.replay import DEFAULT_BATCH_SIZE
-from worker.views import activity_view, endpoint_view
+from worker.endpoints.signing import SCHEMES
+from worker.endpoints.switches import (
+    disable_endpoint,
+    enable_endpoint,
+    resume_endpoint,
+    set_paused,
+)
+from worker.ops.activity import endpoint_activity
+from worker.ops.history import DeliveryFilter
+from worker.ops.replay import DEFAULT_BATCH_SIZE
+from worker.ops.views import endpoint_health_view, endpoint_view
 
 
 @click.group()
@@ -102,6 +105,7 @@ def endpoints_add(
             max_concurrency=max_concurrency,
             rate_limit=rate_limit,
             max_header_bytes=state.settings.max_header_bytes,
+            allowed_networks=state.settings.allowed_networks,
         )
     view = endpoint_view(created.endpoint)
     if as_json:
@@ -114,18 +118,7 @@ def endpoints_add(
 
 def _with_activity(session: Session, rows: list[Endpoint]) -> list[dict[str, Any]]:
     activity = endpoint_activity(session, [e.id for e in rows], now=utcnow())
-    views = []
-    for endpoint in rows:
-        view = {**endpoint_view(endpoint), **activity_view(activity[endpoint.id])}
-        view["state"] = _state(endpoint)
-        views.append(view)
-    return views
-
-
-def _state(endpoint: Endpoint) -> str:
-    if not endpoint.enabled:
-        return "disabled"
-    return "paused" if endpoint.paused else "enabled"
+    return [endpoint_health_view(endpoint, activity[endpoint.id]) for endpoint in rows]
 
 
 def _percent(value: float | None) -> str:
@@ -134,18 +127,43 @@ def _percent(value: float | None) -> str:
 
 @endpoints.command("list")
 @click.option("--workspace", help="Only this workspace.")
-@json_option
+@options.page_options
+@options.format_options
 @pass_state
-def endpoints_list(state: State, workspace: str | None, as_json: bool) -> None:
-    """List endpoints with their health (never their secrets): success rate over the
-    last hour and day, consecutive failures, pending and in-flight deliveries."""
-    query = select(Endpoint).order_by(Endpoint.id)
-    if workspace:
-        query = query.where(Endpoint.workspace_id == workspace)
-    with state.sessions()() as session:
-        rows = _with_activity(session, list(session.scalars(query)))
-    if as_json:
+def endpoints_list(
+    state: State,
+    workspace: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+    as_jsonl: bool,
+) -> None:
+    """List endpoints, newest first, with their health (never their secrets): success
+    rate over the last hour and day, consecutive failures, pending and in-flight
+    deliveries. Pages are keyset: pass the last id shown as --after."""
+    fmt = options.pick_format(as_json, as_jsonl)
+    sessions = state.sessions()
+    if fmt is options.Format.JSONL:
+        left = limit
+        while left > 0:
+            size = min(500, left)
+            with sessions() as session:
+                page = endpoint_page(session, workspace_id=workspace, limit=size, after=cursor)
+                print_jsonl(_with_activity(session, page))
+            left -= len(page)
+            if len(page) < size:
+                return
+            cursor = page[-1].id
+        return
+    with sessions() as session:
+        page = endpoint_page(session, workspace_id=workspace, limit=limit + 1, after=cursor)
+        more = len(page) > limit
+        rows = _with_activity(session, page[:limit])
+    if fmt is options.Format.JSON:
         print_json(rows)
+        return
+    if not rows:
+        click.echo("no endpoints match")
         return
     for row in rows:
         row["ok_hour"] = _percent(row["success_rate_hour"])
@@ -170,7 +188,10 @@ def endpoints_list(state: State, workspace: str | None, as_json: bool) -> None:
             "ok_day": "ok 24h",
             "in_flight": "in flight",
         },
+        drop_first=("ok_day", "in_flight", "workspace_id", "pending", "ok_hour"),
     )
+    if more:
+        click.echo(f"more: --after {rows[-1]['id']}")
 
 
 @endpoints.command("show")
@@ -181,9 +202,7 @@ def endpoints_show(state: State, endpoint_id: str, as_json: bool) -> None:
     """Show one endpoint, its health and its deliveries by status."""
     with state.sessions()() as session:
         view = _with_activity(session, [get_endpoint(session, endpoint_id)])[0]
-        view["deliveries"] = {
-            status: count_deliveries(session, endpoint_id, status) for status in DeliveryStatus.ALL
-        }
+        view["deliveries"] = deliveries_by_status(session, endpoint_id)
     if as_json:
         print_json(view)
         return
@@ -227,10 +246,10 @@ def endpoints_enable(
     rate_text: str | None,
 ) -> None:
     """Deliver again, with a fresh failure record; offers to replay what was skipped."""
-    rate = filters.rate(rate_text)
+    rate = options.rate(rate_text)
     with state.sessions()() as session, session.begin():
         changed = enable_endpoint(session, endpoint_id, now=utcnow())
-        skipped = count_deliveries(session, endpoint_id, DeliveryStatus.SKIPPED)
+        skipped = deliveries_by_status(session, endpoint_id)[DeliveryStatus.SKIPPED]
     click.echo(f"enabled {endpoint_id}" if changed else f"{endpoint_id} was already enabled")
     if not skipped or replay_skipped is False:
         if skipped:
@@ -273,14 +292,11 @@ def endpoints_pause(state: State, endpoint_id: str) -> None:
 @pass_state
 def endpoints_resume(state: State, endpoint_id: str) -> None:
     """Deliver again after a pause; held deliveries are sent now."""
-    now = utcnow()
-    with state.sessions()() as session, session.begin():
-        changed = set_paused(session, endpoint_id, False, now=now)
-    if not changed:
+    released = resume_endpoint(state.sessions(), endpoint_id, now=utcnow())
+    if released is None:
         click.echo(f"{endpoint_id} was not paused")
         return
-    released = release_paused(state.sessions(), endpoint_id, now=now)
-    _, note = ring_now(state.settings, released)
+    _, note = tell_workers(state.settings, released)
     click.echo(f"resumed {endpoint_id}; {len(released)} held deliveries released ({note})")
 
 
@@ -344,6 +360,7 @@ def endpoints_update(
             changes,
             now=utcnow(),
             max_header_bytes=state.settings.max_header_bytes,
+            allowed_networks=state.settings.allowed_networks,
         )
         view = endpoint_view(endpoint)
     if as_json:
@@ -362,14 +379,7 @@ def endpoints_delete(state: State, endpoint_id: str, force: bool, yes: bool) -> 
     deliveries are pending, unless --force)."""
     sessions = state.sessions()
     with sessions() as session:
-        get_endpoint(session, endpoint_id)
-        total = sum(count_deliveries(session, endpoint_id, s) for s in DeliveryStatus.ALL)
-        pending = count_deliveries(session, endpoint_id, DeliveryStatus.PENDING)
-    if pending and not force:
-        raise Conflict(
-            f"endpoint {endpoint_id} has {pending} pending deliveries that would never be "
-            "sent; disable it and let them finish, or delete with --force"
-        )
+        total = check_deletion(session, endpoint_id, force=force)
     if not yes:
         click.confirm(
             f"Delete {endpoint_id} and its {total} deliveries with their attempts?",

@@ -2,23 +2,34 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from outbox.errors import EventNotFound
-from outbox.models import Delivery, Endpoint, Event
+from outbox.errors import PayloadTooLarge, ValidationError
+from outbox.models import Event
 from outbox.publish import publish
-from worker.cli import filters
-from worker.cli.formats import Format, format_options, pick_format
-from worker.cli.listing import print_listing
-from worker.cli.options import json_option, parse_json_object, split_values
-from worker.cli.output import print_json, print_jsonl, print_record
+from worker.cli import options
+from worker.cli.options import (
+    Format,
+    format_options,
+    json_option,
+    parse_json_object,
+    pick_format,
+    split_values,
+)
+from worker.cli.output import print_json, print_jsonl, print_listing, print_page, print_record
 from worker.cli.state import State, pass_state
-from worker.history import EventFilter, event_page
-from worker.views import delivery_view, event_view, fanout_text
+from worker.ops.history import (
+    EventFilter,
+    event_deliveries,
+    event_page,
+    fanout_counts,
+    get_event,
+    iter_events,
+)
+from worker.ops.views import delivery_view, event_view, fanout_text
 
 
 @click.group()
@@ -29,7 +40,12 @@ def events() -> None:
 @events.command("publish")
 @click.option("--workspace", required=True)
 @click.option("--type", "event_type", required=True, help="e.g. run.succeeded")
-@click.option("--data", required=True, help="The event's data, a JSON object.")
+@click.option(
+    "--data",
+    required=True,
+    help="The event's data, a JSON object; @FILE reads it from a file, - from stdin "
+    "(for bodies past the command line's length limit).",
+)
 @click.option("--idempotency-key", help="Publishing the same key again returns the first event.")
 @click.option("--request-id", help="Goes into the envelope's meta.requestId.")
 @json_option
@@ -44,7 +60,7 @@ def events_publish(
     as_json: bool,
 ) -> None:
     """Put one event in the outbox (the poller fans it out)."""
-    payload = parse_json_object(data, "--data")
+    payload = parse_json_object(_read_data(data, state.settings.max_body_bytes), "--data")
     with state.sessions()() as session, session.begin():
         event = publish(
             session,
@@ -62,26 +78,36 @@ def events_publish(
         click.echo(f"published {event.id} ({event.type}) in {event.workspace_id}")
 
 
-def _fanout(session: Session, event_ids: list[str]) -> dict[str, dict[str, int]]:
-    """Per event: how many of its deliveries are in each status."""
-    counts: dict[str, dict[str, int]] = {i: {} for i in event_ids}
-    if event_ids:
-        query = (
-            select(Delivery.event_id, Delivery.status, func.count())
-            .where(Delivery.event_id.in_(event_ids))
-            .group_by(Delivery.event_id, Delivery.status)
+def _read_data(value: str, max_bytes: int) -> str:
+    """``--data``: the JSON itself, ``@path`` for a file's content or ``-`` for stdin.
+    At most a little over the body limit is read, so a huge file fails fast."""
+    text: str
+    if value == "-":
+        where = "stdin"
+        text = sys.stdin.read(max_bytes * 2 + 1)
+    elif value.startswith("@"):
+        where = value[1:]
+        try:
+            with open(where, encoding="utf-8") as handle:
+                text = handle.read(max_bytes * 2 + 1)
+        except OSError as exc:
+            raise ValidationError(
+                f"--data {value}: cannot read {where!r}: {exc.strerror}"
+            ) from None
+        except UnicodeDecodeError:
+            raise ValidationError(f"--data {value}: {where!r} is not UTF-8 text") from None
+    else:
+        return value
+    if len(text) > max_bytes * 2:
+        raise PayloadTooLarge(
+            f"--data from {where} is larger than the {max_bytes}-byte body limit "
+            "(CATENTIO_MAX_BODY_BYTES)"
         )
-        for event_id, status, count in session.execute(query):
-            counts[event_id][status] = int(count)
-    return counts
+    return text
 
 
-def _rows(session: Session, page: list[Event]) -> list[dict[str, Any]]:
-    fanout = _fanout(session, [e.id for e in page])
-    return [
-        {**event_view(e), "deliveries": fanout[e.id], "fanout": fanout_text(fanout[e.id])}
-        for e in page
-    ]
+def _row(event: Event, fanout: dict[str, int]) -> dict[str, Any]:
+    return {**event_view(event), "deliveries": fanout, "fanout": fanout_text(fanout)}
 
 
 @events.command("list")
@@ -94,8 +120,8 @@ def _rows(session: Session, page: list[Event]) -> list[dict[str, Any]]:
     default=None,
     help="Only events still waiting in the outbox, or only those already fanned out.",
 )
-@filters.window_options
-@filters.page_options
+@options.window_options
+@options.page_options
 @format_options
 @pass_state
 def events_list(
@@ -116,37 +142,29 @@ def events_list(
         workspace_id=workspace,
         event_types=tuple(split_values(types)),
         waiting=waiting,
-        since=filters.moment("--since", since),
-        until=filters.moment("--until", until),
+        since=options.moment("--since", since),
+        until=options.moment("--until", until),
     )
     sessions = state.sessions()
     if fmt is Format.JSONL:
-        left = limit
-        while left > 0:
-            with sessions() as session:
-                page = event_page(session, selection, limit=min(500, left), after=cursor)
-                print_jsonl(_rows(session, page.rows))
-            left -= len(page.rows)
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        stream = iter_events(sessions, selection, limit=limit, after=cursor)
+        print_jsonl(_row(event, fanout) for event, fanout in stream)
         return
     with sessions() as session:
         page = event_page(session, selection, limit=limit, after=cursor)
-        rows = _rows(session, page.rows)
+        fanout = fanout_counts(session, [e.id for e in page.rows])
+    rows = [_row(e, fanout[e.id]) for e in page.rows]
     if fmt is Format.JSON:
         print_json(rows)
         return
-    if not rows:
-        click.echo("no events match")
-        return
-    print_listing(
+    print_page(
         rows,
         ["id", "workspace_id", "type", "created_at", "dispatched_at", "fanout"],
+        empty="no events match",
+        next_cursor=page.next_cursor,
         headers={"workspace_id": "workspace", "fanout": "deliveries"},
+        drop_first=("dispatched_at", "workspace_id", "created_at"),
     )
-    if page.next_cursor:
-        click.echo(f"more: --after {page.next_cursor}")
 
 
 @events.command("show")
@@ -156,17 +174,10 @@ def events_list(
 def events_show(state: State, event_id: str, as_json: bool) -> None:
     """One event, its exact body and its fan-out: which endpoints, which statuses."""
     with state.sessions()() as session:
-        event = session.get(Event, event_id)
-        if event is None:
-            raise EventNotFound(f"no event {event_id!r}")
+        event = get_event(session, event_id)
         fanout = [
             {**delivery_view(delivery), "endpoint_url": url}
-            for delivery, url in session.execute(
-                select(Delivery, Endpoint.url)
-                .join(Endpoint, Endpoint.id == Delivery.endpoint_id)
-                .where(Delivery.event_id == event_id)
-                .order_by(Delivery.id)
-            )
+            for delivery, url in event_deliveries(session, event_id)
         ]
     view = {**event_view(event, with_body=True), "deliveries": fanout}
     if as_json:
@@ -181,6 +192,7 @@ def events_show(state: State, event_id: str, as_json: bool) -> None:
         ["id", "endpoint_id", "endpoint_url", "status", "attempts", "last_status_code"],
         title="deliveries",
         headers={"endpoint_url": "url", "last_status_code": "last"},
+        drop_first=("endpoint_url", "attempts"),
     )
 
 

@@ -8,14 +8,19 @@ import threading
 import click
 import structlog
 
-from outbox.errors import ConfigurationError
 from worker.cli.state import State, pass_state
+from worker.errors import ConfigurationError
 from worker.runtime import Runtime
+from worker.settings import Settings
+from worker.telemetry.exporter import Telemetry, serving
+from worker.telemetry.metrics import NO_METRICS
+from worker.telemetry.tracing import open_tracing
 
-log = structlog.get_logger("worker.cli")
+log = structlog.get_logger(__name__)
 
 
-def _stop_on_signals() -> threading.Event:
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM (logged once)."""
     stop = threading.Event()
 
     def handler(signum: int, _frame: object) -> None:
@@ -25,6 +30,19 @@ def _stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     return stop
+
+
+def _open(settings: Settings, process: str) -> tuple[Runtime, Telemetry | None]:
+    """The runtime, counting into a Prometheus registry when CATENTIO_METRICS_PORT is set
+    and tracing when OTEL_EXPORTER_OTLP_ENDPOINT is (``runtime.close()`` flushes)."""
+    telemetry = None if settings.metrics_port is None else Telemetry(settings, process=process)
+    runtime = Runtime.open(
+        settings,
+        metrics=telemetry.metrics if telemetry else NO_METRICS,
+        tracing=open_tracing(settings, process=process),
+        startup_timeout=settings.startup_timeout,
+    )
+    return runtime, telemetry
 
 
 def _needs_redis(state: State, command: str) -> None:
@@ -40,12 +58,12 @@ def _needs_redis(state: State, command: str) -> None:
 @pass_state
 def run(state: State, threads: int | None) -> None:
     """Poller and delivery workers in one process (embedded, or on PostgreSQL + Redis)."""
-    stop = _stop_on_signals()
-    runtime = Runtime.open(state.settings)
+    stop = stop_on_signals()
+    runtime, telemetry = _open(state.settings, "run")
     mode = "redis" if state.settings.redis_url else "in-process"
     log.info("run.started", broker=mode, threads=threads or state.settings.worker_threads)
     try:
-        with runtime.running(threads=threads):
+        with serving(telemetry, runtime.engine, runtime.sessions), runtime.running(threads=threads):
             stop.wait()
     finally:
         runtime.close()
@@ -57,15 +75,16 @@ def run(state: State, threads: int | None) -> None:
 def poller(state: State) -> None:
     """Fan out outbox events and sweep for lost messages (run one or more)."""
     _needs_redis(state, "poller")
-    stop = _stop_on_signals()
-    runtime = Runtime.open(state.settings)
+    stop = stop_on_signals()
+    runtime, telemetry = _open(state.settings, "poller")
     log.info("poller.started")
     try:
-        runtime.poller().run(
-            stop,
-            interval=state.settings.poll_interval,
-            sweep_interval=state.settings.sweep_interval,
-        )
+        with serving(telemetry, runtime.engine, runtime.sessions):
+            runtime.poller().run(
+                stop,
+                interval=state.settings.poll_interval,
+                sweep_interval=state.settings.sweep_interval,
+            )
     finally:
         runtime.close()
     log.info("poller.stopped")
@@ -77,12 +96,13 @@ def poller(state: State) -> None:
 def worker(state: State, threads: int | None) -> None:
     """dramatiq delivery workers on the Redis broker (run as many as you need)."""
     _needs_redis(state, "worker")
-    stop = _stop_on_signals()
-    runtime = Runtime.open(state.settings)
+    stop = stop_on_signals()
+    runtime, telemetry = _open(state.settings, "worker")
     runtime.start_worker(threads)
     log.info("worker.started", threads=threads or state.settings.worker_threads)
     try:
-        stop.wait()
+        with serving(telemetry, runtime.engine, runtime.sessions):
+            stop.wait()
     finally:
         runtime.close()
     log.info("worker.stopped")

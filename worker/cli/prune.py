@@ -8,13 +8,13 @@ import click
 
 from outbox.clock import utcnow
 from outbox.envelope import isoformat
-from outbox.errors import InvalidDuration, ValidationError
-from outbox.retention import DEFAULT_BATCH_SIZE, PruneCounts, count_prunable, prune
+from outbox.errors import ValidationError
 from worker.cli.options import json_option
-from worker.cli.output import print_json
-from worker.cli.progress import progress_bar
+from worker.cli.output import print_json, progress_bar
 from worker.cli.state import State, pass_state
 from worker.durations import format_duration, parse_duration
+from worker.errors import InvalidDuration
+from worker.ops.retention import DEFAULT_BATCH_SIZE, PruneCounts, count_prunable, prune
 
 
 def _older_than(text: str | None, default: timedelta | None) -> timedelta:

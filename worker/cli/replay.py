@@ -10,39 +10,37 @@ extra.
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
 
 import click
 from click.core import ParameterSource
 from sqlalchemy.orm import Session
 
 from outbox.clock import utcnow
-from outbox.errors import BrokerUnavailable, ValidationError
+from outbox.envelope import isoformat
+from outbox.errors import ValidationError
 from outbox.models import DeliveryStatus
-from worker.bell import Bell
-from worker.cli import filters
-from worker.cli.listing import print_listing
+from worker.cli import options
+from worker.cli.deliveries import delivery_row
 from worker.cli.options import split_values
-from worker.cli.output import print_json
-from worker.cli.progress import progress_bar
+from worker.cli.output import print_json, print_listing, progress_bar
 from worker.cli.state import State, pass_state
+from worker.delivery import bell
+from worker.delivery.bell import Reach, Ringing
 from worker.durations import format_duration
-from worker.history import DeliveryFilter, count_deliveries, delivery_page
-from worker.replay import (
+from worker.ops.history import DeliveryFilter, get_delivery
+from worker.ops.replay import (
     DEFAULT_BATCH_SIZE,
-    BulkReplay,
+    bulk_replay,
     bulk_selection,
+    preview_bulk,
     replay_delivery,
     replay_event,
 )
+from worker.ops.views import delivery_view
 from worker.settings import Settings
-from worker.views import delivery_view
 
 EXIT_INTERRUPTED = 130
 """Exit code of a bulk replay stopped with Ctrl-C (128 + SIGINT)."""
-
-SAMPLE_SIZE = 10
-"""Deliveries shown by a dry run."""
 
 BULK_DEFAULT_STATUSES = (DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
 """What a bulk replay re-opens unless --status says otherwise."""
@@ -61,44 +59,34 @@ _BULK_OPTIONS = (
 )
 
 
-def _sweeper_delay(settings: Settings) -> str:
-    return format_duration(settings.sweep_after + timedelta(seconds=settings.sweep_interval))
+def ringing_note(settings: Settings, ringing: Ringing) -> str:
+    """What ringing did, for people: whether, and when, the deliveries go out."""
+    within = format_duration(settings.sweep_delay)
+    if ringing.reach is Reach.NOTHING:
+        return "nothing new to send"
+    if ringing.reach is Reach.EMBEDDED:
+        return (
+            "embedded mode (no REDIS_URL): the running `catentio-webhooks run` picks them up "
+            f"within about {within} (its sweeper)"
+        )
+    if ringing.reach is Reach.UNREACHABLE:
+        return (
+            f"broker unreachable ({ringing.error}); the deliveries are pending and the poller's "
+            f"sweeper rings them within about {within} of the broker's return"
+        )
+    return "the workers were notified"
 
 
-def ring_now(settings: Settings, delivery_ids: list[str]) -> tuple[bool, str]:
+def tell_workers(settings: Settings, delivery_ids: list[str]) -> tuple[bool, str]:
     """Ring the workers for ``delivery_ids``; (whether they were rung, a note for people)."""
-    if not delivery_ids:
-        return False, "nothing new to send"
-    bell = Bell.for_settings(settings)
-    if bell is None:
-        return False, _embedded_note(settings)
-    try:
-        bell.ring(delivery_ids)
-    except BrokerUnavailable as exc:
-        return False, _unreachable_note(settings, str(exc))
-    finally:
-        bell.close()
-    return True, "the workers were notified"
-
-
-def _embedded_note(settings: Settings) -> str:
-    return (
-        "embedded mode (no REDIS_URL): the running `catentio-webhooks run` picks them up "
-        f"within about {_sweeper_delay(settings)} (its sweeper)"
-    )
-
-
-def _unreachable_note(settings: Settings, error: str) -> str:
-    return (
-        f"broker unreachable ({error}); the deliveries are pending and the poller's sweeper "
-        f"rings them within about {_sweeper_delay(settings)} of the broker's return"
-    )
+    ringing = bell.ring_now(settings, delivery_ids)
+    return ringing.rung, ringing_note(settings, ringing)
 
 
 @click.group("replay", invoke_without_command=True)
 @click.option("--endpoint", "endpoint_id", help="Bulk: replay this endpoint's deliveries.")
-@filters.status_option
-@filters.window_options
+@options.status_option
+@options.window_options
 @click.option("--type", "types", multiple=True, help="Bulk: only these event types (or run.*).")
 @click.option("--dry-run", is_flag=True, help="Bulk: print the count and a sample; change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Bulk: do not ask for confirmation.")
@@ -158,14 +146,14 @@ def replay(
         )
     state = ctx.find_object(State)
     assert state is not None
-    rate = filters.rate(rate_text)
+    rate = options.rate(rate_text)
     with state.sessions()() as session:
         selection = bulk_selection(
             session,
             endpoint_id=endpoint_id,
-            statuses=filters.statuses(status_values, default=BULK_DEFAULT_STATUSES),
-            since=filters.moment("--since", since),
-            until=filters.moment("--until", until),
+            statuses=options.statuses(status_values, default=BULK_DEFAULT_STATUSES),
+            since=options.moment("--since", since),
+            until=options.moment("--until", until),
             event_types=split_values(types),
         )
     run_bulk(
@@ -192,10 +180,9 @@ def run_bulk(
     """Count, show a sample, confirm, then re-open the selection batch by batch."""
     sessions = state.sessions()
     with sessions() as session:
-        matched = count_deliveries(session, selection)
-        sample = [
-            delivery_view(d) for d in delivery_page(session, selection, limit=SAMPLE_SIZE).rows
-        ]
+        preview = preview_bulk(session, selection)
+    matched = preview.matched
+    sample = [delivery_view(d) for d in preview.sample]
     what = f"{', '.join(selection.statuses)} deliveries to {selection.endpoint_id}"
     if dry_run or matched == 0:
         if as_json:
@@ -204,53 +191,59 @@ def run_bulk(
         click.echo(f"{'would replay' if dry_run else 'nothing to replay:'} {matched} {what}")
         if sample:
             print_listing(
-                sample,
-                ["id", "created_at", "event_type", "status", "attempts", "last_status_code"],
+                [delivery_row(d) for d in preview.sample],
+                ["id", "created_at", "event_type", "status", "attempts", "last"],
                 title=f"newest {len(sample)} of {matched}",
-                headers={"created_at": "created", "last_status_code": "last"},
+                headers={"created_at": "created"},
+                drop_first=("created_at", "attempts"),
             )
         return
     if not yes:
         click.confirm(f"Replay {matched} {what}?", abort=True, err=True)
-    bell = Bell.for_settings(state.settings)
-    job = BulkReplay(
-        sessions=sessions,
-        selection=selection,
-        ring=bell.ring if bell is not None else None,
-        batch_size=batch_size,
-        rate=rate,
-    )
-    try:
-        with progress_bar("replaying", matched) as advance:
-            job.run(progress=advance)
-    except KeyboardInterrupt:
-        click.echo(
-            f"interrupted: {job.reopened} of {matched} re-opened (they will be sent); "
-            "run the same command again to replay the rest",
-            err=True,
-        )
-        sys.exit(EXIT_INTERRUPTED)
-    finally:
-        if bell is not None:
-            bell.close()
-    if bell is None:
-        rung, note = False, _embedded_note(state.settings)
-    elif job.ring_error is not None:
-        rung, note = False, _unreachable_note(state.settings, job.ring_error)
-    else:
-        rung, note = job.reopened > 0, "the workers were notified"
+    with bulk_replay(sessions, state.settings, selection, rate=rate, batch_size=batch_size) as job:
+        try:
+            with progress_bar("replaying", matched) as advance:
+                job.run(progress=advance)
+        except KeyboardInterrupt:
+            click.echo(
+                f"interrupted: {job.reopened} of {matched} re-opened (they will be sent); "
+                + _rest_hint(state, selection, job.last_id),
+                err=True,
+            )
+            sys.exit(EXIT_INTERRUPTED)
+    ringing = job.ringing()
+    note = ringing_note(state.settings, ringing)
     if as_json:
         print_json(
             {
                 "dry_run": False,
                 "matched": matched,
                 "reopened": job.reopened,
-                "rung": rung,
+                "rung": ringing.rung,
                 "note": note,
             }
         )
         return
     click.echo(f"re-opened {job.reopened} of {matched} {what}; {note}")
+
+
+def _rest_hint(state: State, selection: DeliveryFilter, last_id: str | None) -> str:
+    """How to replay the rest after an interruption. Re-opened deliveries leave a
+    failed/skipped selection, so running it again is right; but once they succeed again
+    they are back in a ``succeeded`` selection, and running it again would send them a
+    second time."""
+    if DeliveryStatus.SUCCEEDED not in selection.statuses:
+        return "run the same command again to replay the rest"
+    if last_id is None:
+        return "nothing was re-opened yet: run the same command again"
+    with state.sessions()() as session:
+        created = get_delivery(session, last_id).created_at
+    since = isoformat(created)
+    return (
+        "the selection includes succeeded deliveries, so running it unchanged would replay "
+        f"the re-opened ones again once they succeed; to replay only the rest, add --since "
+        f"{since} (created at or after the last one re-opened)"
+    )
 
 
 def _dry_run_rollback(session: Session, dry_run: bool) -> None:
@@ -271,7 +264,7 @@ def replay_one(state: State, delivery_id: str, dry_run: bool, as_json: bool) -> 
         outcome = replay_delivery(session, delivery_id, now=utcnow())
         _dry_run_rollback(session, dry_run)
     reopened = outcome.reopened and not dry_run
-    rung, note = ring_now(state.settings, [delivery_id] if reopened else [])
+    rung, note = tell_workers(state.settings, [delivery_id] if reopened else [])
     if not outcome.reopened:
         note = "already pending: it will be sent by itself, nothing to do"
     elif dry_run:
@@ -314,7 +307,7 @@ def replay_event_command(
             session, event_id, now=utcnow(), current_subscribers=current_subscribers
         )
         _dry_run_rollback(session, dry_run)
-    rung, note = ring_now(state.settings, [] if dry_run else outcome.to_ring)
+    rung, note = tell_workers(state.settings, [] if dry_run else outcome.to_ring)
     view = {
         "event_id": event_id,
         "dry_run": dry_run,

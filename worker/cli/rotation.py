@@ -14,8 +14,8 @@ from worker.cli.options import json_option
 from worker.cli.output import print_json
 from worker.cli.state import State, pass_state
 from worker.durations import format_duration, parse_duration
-from worker.endpoints import SCHEMES
-from worker.rotation import DEFAULT_GRACE, rotate_secret
+from worker.endpoints.rotation import DEFAULT_GRACE, rotate_secret
+from worker.endpoints.signing import SCHEMES
 
 
 @endpoints.command("rotate-secret")

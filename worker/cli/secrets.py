@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import click
-from sqlalchemy import select
 
-from outbox.database import lock_for_write
-from outbox.models import Endpoint
 from worker.cli.state import State, pass_state
-from worker.secretbox import generate_key
+from worker.endpoints.secretbox import generate_key, reencrypt_secrets
 
 
 @click.group("secrets")
@@ -27,14 +24,8 @@ def secrets_generate_key() -> None:
 def secrets_reencrypt(state: State) -> None:
     """Re-encrypt every endpoint secret under the newest key (the first one listed)."""
     box = state.box()
-    count = 0
     with state.sessions()() as session, session.begin():
-        lock_for_write(session)
-        for endpoint in session.scalars(select(Endpoint).with_for_update()):
-            endpoint.secrets = [
-                {**entry, "secret": box.rotate(entry["secret"])} for entry in endpoint.secrets
-            ]
-            count += len(endpoint.secrets)
+        count = reencrypt_secrets(session, box)
     click.echo(f"re-encrypted {count} secrets under the newest key")
 
 

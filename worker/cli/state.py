@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import click
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from outbox.database import is_sqlite
+from outbox.database import is_sqlite, normalize_url
+from worker.endpoints.secretbox import SecretBox, key_file_for, open_secret_box
 from worker.runtime import ensure_schema, open_database
-from worker.secretbox import SecretBox, open_secret_box
 from worker.settings import Settings
+
+
+def _sqlite_file(database_url: str) -> Path | None:
+    url = make_url(str(normalize_url(database_url)))
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(str(url.database))
 
 
 @dataclass
@@ -22,10 +30,14 @@ class State:
     _engine: Engine | None = field(default=None, repr=False)
     _sessions: sessionmaker[Session] | None = field(default=None, repr=False)
     _box: SecretBox | None = field(default=None, repr=False)
+    # Files this process created (the embedded database and its key), so that a first
+    # command that fails leaves the folder as it found it.
+    _created: list[Path] = field(default_factory=list, repr=False)
 
     def sessions(self) -> sessionmaker[Session]:
         """The session factory; the embedded SQLite schema is migrated on first use."""
         if self._sessions is None:
+            self._note_if_new(_sqlite_file(self.settings.database_url))
             self._engine, self._sessions = open_database(self.settings)
             ensure_schema(self._engine, migrate=is_sqlite(self.settings.database_url))
         return self._sessions
@@ -39,6 +51,8 @@ class State:
     def box(self) -> SecretBox:
         """The secret box for endpoint secrets."""
         if self._box is None:
+            if not self.settings.encryption_keys:
+                self._note_if_new(key_file_for(self.settings.database_url))
             self._box = open_secret_box(self.settings.encryption_keys, self.settings.database_url)
         return self._box
 
@@ -46,6 +60,18 @@ class State:
         """Dispose of the engine, if one was opened."""
         if self._engine is not None:
             self._engine.dispose()
+
+    def discard_created(self) -> None:
+        """The command failed: remove the embedded database and key file it created."""
+        self.close()
+        for path in self._created:
+            for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                leftover.unlink(missing_ok=True)
+        self._created.clear()
+
+    def _note_if_new(self, path: Path | None) -> None:
+        if path is not None and not path.exists():
+            self._created.append(path)
 
 
 pass_state = click.make_pass_decorator(State)

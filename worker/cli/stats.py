@@ -5,13 +5,13 @@ from __future__ import annotations
 import click
 
 from outbox.clock import utcnow
-from outbox.errors import InvalidDuration
-from worker.cli.listing import print_listing
+from outbox.envelope import isoformat
 from worker.cli.options import json_option
-from worker.cli.output import print_json, print_record
+from worker.cli.output import print_json, print_listing, print_record
 from worker.cli.state import State, pass_state
 from worker.durations import format_duration, parse_duration
-from worker.stats import DEFAULT_TOP, collect, stats_view
+from worker.errors import InvalidDuration
+from worker.ops.stats import DEFAULT_TOP, collect, stats_view
 
 
 @click.command("stats")
@@ -36,8 +36,10 @@ def stats(state: State, window: str, top: int, as_json: bool) -> None:
         return
     last = format_duration(span)
     age = snapshot.oldest_waiting_age
+    since = isoformat(snapshot.now - span)
     print_record(
         {
+            f"last {last} is since": since[:10] + " " + since[11:19] + " UTC",
             "outbox: waiting events": snapshot.waiting_events,
             "outbox: oldest waiting": format_duration(age) if age is not None else "-",
             "deliveries: due now": snapshot.due,
@@ -51,13 +53,25 @@ def stats(state: State, window: str, top: int, as_json: bool) -> None:
         },
         title="catentio-webhooks stats",
     )
-    columns = ["endpoint_id", "url", "attempts", "failed", "mean_ms", "max_ms"]
-    headers = {"endpoint_id": "endpoint", "mean_ms": "mean ms", "max_ms": "max ms"}
+    columns = ["endpoint_id", "url", "failing_since", "attempts", "failed", "mean_ms", "max_ms"]
+    headers = {
+        "endpoint_id": "endpoint",
+        "failing_since": "failing since",
+        "mean_ms": "mean ms",
+        "max_ms": "max ms",
+    }
+    drop = ("url", "max_ms", "mean_ms")
     if view["slowest_endpoints"]:
-        print_listing(view["slowest_endpoints"], columns, title="slowest", headers=headers)
+        print_listing(
+            view["slowest_endpoints"], columns, title="slowest", headers=headers, drop_first=drop
+        )
     if view["most_failing_endpoints"]:
         print_listing(
-            view["most_failing_endpoints"], columns, title="most failing", headers=headers
+            view["most_failing_endpoints"],
+            columns,
+            title="most failing",
+            headers=headers,
+            drop_first=drop,
         )
 
 

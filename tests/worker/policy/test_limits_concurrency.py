@@ -17,10 +17,11 @@ import pytest
 from sqlalchemy import select, update
 
 from outbox import Delivery, DeliveryStatus, publish
-from tests.conftest import TEST_KEY
-from tests.worker.policy.conftest import Gauge, Harness, Switch, statuses, wait_until
-from worker.delivery import Hold
-from worker.receiver import Receiver, always
+from tests.support.harness import Gauge, Harness, Switch, statuses
+from tests.support.services import TEST_KEY
+from tests.support.waiting import wait_until
+from worker.demo.receiver import Receiver, always
+from worker.policy.admission import Hold
 from worker.runtime import Runtime
 
 FAST_RETRY = {"limited_retry": timedelta(milliseconds=30)}
@@ -148,6 +149,7 @@ sys.exit(main(["worker", "--threads", "4"]))
 """
 
 
+@pytest.mark.slow
 def test_the_limit_holds_across_two_worker_processes_on_redis(
     make_runtime: Callable[..., Runtime],
     add_endpoint: Any,

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from outbox import DeliveryStatus
-from worker.admission import Hold
-from worker.limits import rate_decision
+from worker.policy.admission import Hold
+from worker.policy.limits import rate_decision
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

@@ -1,0 +1,80 @@
+"""The portal under a real uvicorn on loopback, and a client signed in to it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+
+import httpx
+import uvicorn
+from starlette.types import ASGIApp
+
+from worker.portal.links import mint_link
+from worker.portal.tokens import Tokens
+from worker.runtime import Runtime
+
+PORTAL_SECRET = "portal-test-secret-0123456789abcdefghijklmnop"
+"""A fixed portal secret for tests only."""
+
+
+@contextmanager
+def serve(app: ASGIApp) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 (a free port) until the block ends;
+    yields its base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="portal-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@dataclass
+class PortalServer:
+    """A running portal and the runtime (database, broker) behind it."""
+
+    url: str
+    runtime: Runtime
+    tokens: Tokens
+
+    def link(
+        self,
+        workspace_id: str = "ws_a",
+        *,
+        ttl: timedelta = timedelta(hours=1),
+        read_only: bool = False,
+    ) -> str:
+        """A freshly minted portal link to this server."""
+        settings = self.runtime.settings.with_(portal_url=self.url)
+        link = mint_link(
+            settings,
+            self.tokens,
+            workspace_id=workspace_id,
+            now=self.runtime.clock(),
+            ttl=ttl,
+            read_only=read_only,
+        )
+        return link.url
+
+    @contextmanager
+    def client(
+        self, workspace_id: str = "ws_a", *, read_only: bool = False
+    ) -> Iterator[httpx.Client]:
+        """An httpx client signed in to ``workspace_id`` (its session cookie set)."""
+        with httpx.Client(base_url=self.url, timeout=10, follow_redirects=False) as client:
+            response = client.get(self.link(workspace_id, read_only=read_only))
+            assert response.status_code == 200, response.text
+            yield client

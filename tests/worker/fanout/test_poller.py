@@ -1,0 +1,301 @@
+"""The poller: fan-out by workspace and filter, claiming, dispatch after commit, sweeping."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from outbox import Delivery, DeliveryStatus, Endpoint, Event, publish
+from outbox.database import make_engine, make_session_factory
+from tests.support.clock import ManualClock
+from worker.endpoints.filters import filter_matches
+from worker.fanout.poller import Poller
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def sessions(migrated: str) -> Any:
+    engine = make_engine(migrated)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def endpoint(
+    session: Any, ep_id: str, workspace: str, types: list[str], *, enabled: bool = True
+) -> None:
+    session.add(
+        Endpoint(
+            id=ep_id,
+            workspace_id=workspace,
+            url="https://example.invalid/h",
+            event_types=types,
+            scheme="v1",
+            secrets=[],
+            headers={},
+            enabled=enabled,
+            paused=False,
+            disabled_reason=None if enabled else "by test",
+            consecutive_failures=0,
+            created_at=T0,
+            updated_at=T0,
+        )
+    )
+
+
+class Recorder:
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[list[str]] = []
+        self.fail = fail
+        self.lock = threading.Lock()
+
+    def __call__(self, ids: Sequence[str]) -> None:
+        with self.lock:
+            self.calls.append(list(ids))
+        if self.fail:
+            raise ConnectionError("broker down")
+
+    @property
+    def ids(self) -> list[str]:
+        return [i for call in self.calls for i in call]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "event_type", "expected"),
+    [
+        ("*", "run.succeeded", True),
+        ("run.*", "run.succeeded", True),
+        ("run.*", "run.step.done", True),
+        ("run.*", "run", False),
+        ("run.*", "runs.x", False),
+        ("run.succeeded", "run.succeeded", True),
+        ("run.succeeded", "run.failed", False),
+    ],
+)
+def test_filter_matching(pattern: str, event_type: str, expected: bool) -> None:
+    """Exact types, prefix.* and * match as documented."""
+    assert filter_matches(pattern, event_type) is expected
+
+
+def test_fan_out_by_workspace_and_filter(sessions: Any) -> None:
+    """Each event gets one delivery per matching endpoint of its own workspace; disabled
+    endpoints get a skipped delivery; dispatch receives only pending ones, after commit."""
+    with sessions() as session, session.begin():
+        endpoint(session, "ep_all", "ws_a", ["*"])
+        endpoint(session, "ep_run", "ws_a", ["run.*"])
+        endpoint(session, "ep_exact", "ws_a", ["project.paused"])
+        endpoint(session, "ep_off", "ws_a", ["*"], enabled=False)
+        endpoint(session, "ep_other", "ws_b", ["*"])
+        run = publish(session, workspace_id="ws_a", type="run.succeeded", data={})
+        paused = publish(session, workspace_id="ws_a", type="project.paused", data={})
+        lonely = publish(session, workspace_id="ws_c", type="run.succeeded", data={})
+
+    seen_committed: list[int] = []
+
+    def dispatch(ids: Sequence[str]) -> None:
+        with sessions() as session:  # the rows must already be visible to others
+            seen_committed.append(session.scalar(select(func.count()).where(Delivery.id.in_(ids))))
+        recorder(ids)
+
+    recorder = Recorder()
+    result = Poller(session_factory=sessions, dispatch=dispatch, clock=ManualClock(T0)).poll_once()
+    assert (result.events, result.deliveries, result.skipped) == (3, 4, 2)
+    with sessions() as session:
+        pairs = {(d.event_id, d.endpoint_id, d.status) for d in session.scalars(select(Delivery))}
+        waiting = session.scalar(select(func.count()).where(Event.dispatched_at.is_(None)))
+    assert pairs == {
+        (run.id, "ep_all", "pending"),
+        (run.id, "ep_run", "pending"),
+        (run.id, "ep_off", "skipped"),
+        (paused.id, "ep_all", "pending"),
+        (paused.id, "ep_exact", "pending"),
+        (paused.id, "ep_off", "skipped"),
+    }
+    assert not any(p[0] == lonely.id for p in pairs)
+    assert waiting == 0
+    assert len(recorder.ids) == 4 and seen_committed == [4]
+
+
+def test_poll_with_nothing_waiting_dispatches_nothing(sessions: Any) -> None:
+    """An empty outbox is a cheap no-op."""
+    recorder = Recorder()
+    result = Poller(session_factory=sessions, dispatch=recorder).poll_once()
+    assert result.events == 0 and recorder.calls == []
+
+
+def test_two_pollers_never_duplicate_or_skip(sessions: Any) -> None:
+    """Two pollers draining the same outbox at once create exactly one delivery per
+    (event, endpoint) and leave no event waiting."""
+    with sessions() as session, session.begin():
+        for i in range(3):
+            endpoint(session, f"ep_{i}", "ws_a", ["*"])
+        for i in range(400):
+            publish(session, workspace_id="ws_a", type="run.succeeded", data={"i": i})
+    recorders = [Recorder(), Recorder()]
+    errors: list[BaseException] = []
+
+    def drain(recorder: Recorder) -> None:
+        poller = Poller(session_factory=sessions, dispatch=recorder, batch_size=25)
+        try:
+            while poller.poll_once().events:
+                pass
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=drain, args=(r,)) for r in recorders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    dispatched = recorders[0].ids + recorders[1].ids
+    assert len(dispatched) == len(set(dispatched)) == 1200
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 1200
+        assert session.scalar(select(func.count()).where(Event.dispatched_at.is_(None))) == 0
+
+
+def test_failed_dispatch_is_rung_again_by_the_sweeper(sessions: Any) -> None:
+    """A broker outage at dispatch loses nothing: the rows stay pending and the sweeper
+    rings them once the bell has gone unanswered for sweep_after."""
+    clock = ManualClock(T0)
+    with sessions() as session, session.begin():
+        endpoint(session, "ep_1", "ws_a", ["*"])
+        publish(session, workspace_id="ws_a", type="run.succeeded", data={}, clock=clock)
+    down = Recorder(fail=True)
+    Poller(session_factory=sessions, dispatch=down, clock=clock).poll_once()
+    assert len(down.ids) == 1
+    up = Recorder()
+    poller = Poller(
+        session_factory=sessions, dispatch=up, clock=clock, sweep_after=timedelta(seconds=30)
+    )
+    assert poller.sweep_once() == 0  # too early: the message may still be on its way
+    clock.now += timedelta(seconds=31)
+    assert poller.sweep_once() == 1
+    assert up.ids == down.ids
+    assert poller.sweep_once() == 0  # just rung
+    clock.now += timedelta(seconds=31)
+    assert poller.sweep_once() == 1
+
+
+def test_sweeper_leaves_leased_future_and_finished_deliveries(sessions: Any) -> None:
+    """Only pending, due and unleased deliveries are rung."""
+    clock = ManualClock(T0)
+    with sessions() as session, session.begin():
+        endpoint(session, "ep_1", "ws_a", ["*"])
+        for _ in range(4):
+            publish(session, workspace_id="ws_a", type="run.succeeded", data={}, clock=clock)
+    Poller(session_factory=sessions, dispatch=Recorder(), clock=clock).poll_once()
+    clock.now += timedelta(minutes=5)
+    with sessions() as session, session.begin():
+        rows = list(session.scalars(select(Delivery).order_by(Delivery.id)))
+        rows[0].lease_until = clock.now + timedelta(minutes=1)
+        rows[1].next_attempt_at = clock.now + timedelta(hours=1)
+        rows[2].status = DeliveryStatus.SUCCEEDED
+        due = rows[3].id
+    recorder = Recorder()
+    Poller(session_factory=sessions, dispatch=recorder, clock=clock).sweep_once()
+    assert recorder.ids == [due]
+
+
+def test_the_sweeper_does_not_ring_again_what_may_still_be_queued(sessions: Any) -> None:
+    """With the broker's queue length known, a delivery is rung again only once the
+    queue has been seen empty after its ring: while a backlog drains, the deliveries
+    still waiting in it are not multiplied; once drained, a lost one is rung."""
+    clock = ManualClock(T0)
+    with sessions() as session, session.begin():
+        endpoint(session, "ep_1", "ws_a", ["*"])
+        for _ in range(3):
+            publish(session, workspace_id="ws_a", type="run.succeeded", data={}, clock=clock)
+    queued = [3]
+    recorder = Recorder()
+    poller = Poller(
+        session_factory=sessions,
+        dispatch=recorder,
+        clock=clock,
+        sweep_after=timedelta(seconds=30),
+        waiting=lambda: queued[0],
+    )
+    poller.poll_once()
+    clock.now += timedelta(minutes=5)
+    assert poller.sweep_once() == 0  # never seen empty: all three may still be queued
+    queued[0] = 2
+    clock.now += timedelta(minutes=5)
+    assert poller.sweep_once() == 0  # a long queue draining: nothing is rung again
+    queued[0] = 0
+    assert poller.sweep_once() == 3  # drained and still pending: lost, rung again
+    queued[0] = 5  # a new backlog: what was rung just now may be in it
+    clock.now += timedelta(minutes=5)
+    assert poller.sweep_once() == 0
+    queued[0] = 0
+    assert poller.sweep_once() == 3
+    assert len(recorder.ids) == 9
+
+
+def test_a_queue_length_that_cannot_be_read_leaves_the_sweeper_as_it_was(sessions: Any) -> None:
+    """The broker failing to say how long its queue is must not stop the sweeper."""
+    clock = ManualClock(T0)
+    with sessions() as session, session.begin():
+        endpoint(session, "ep_1", "ws_a", ["*"])
+        publish(session, workspace_id="ws_a", type="run.succeeded", data={}, clock=clock)
+
+    def unreadable() -> int:
+        raise ConnectionError("redis is gone")
+
+    poller = Poller(
+        session_factory=sessions,
+        dispatch=Recorder(),
+        clock=clock,
+        sweep_after=timedelta(seconds=30),
+        waiting=unreadable,
+    )
+    poller.poll_once()
+    clock.now += timedelta(seconds=31)
+    assert poller.sweep_once() == 1
+
+
+def test_poll_loop_keeps_running_through_database_errors() -> None:
+    """A database error in the loop is logged and retried; the loop only ends on stop."""
+    calls = {"n": 0}
+    stop = threading.Event()
+
+    class Broken(Poller):
+        def poll_once(self) -> Any:
+            calls["n"] += 1
+            if calls["n"] >= 3:
+                stop.set()
+            from sqlalchemy.exc import OperationalError
+
+            raise OperationalError("select", {}, Exception("server closed the connection"))
+
+    Broken(session_factory=None, dispatch=Recorder()).run(stop, interval=0.01)  # type: ignore[arg-type]
+    assert calls["n"] == 3
+
+
+def test_concurrent_migrations_take_turns(postgres_url: str) -> None:
+    """Two hosts running `db upgrade` at once both succeed (advisory lock)."""
+    from outbox.migrate import current_revision, head_revision, upgrade
+
+    engines = [make_engine(postgres_url) for _ in range(2)]
+    errors: list[BaseException] = []
+
+    def migrate(engine: Any) -> None:
+        try:
+            upgrade(engine)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate, args=(e,)) for e in engines]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert current_revision(engines[0]) == head_revision()
+    for engine in engines:
+        engine.dispose()

@@ -1,0 +1,27 @@
+"""The worker: turns outbox rows into signed, retried, recorded webhook deliveries.
+
+One folder per concept; read the file list as a table of contents:
+
+==================  =========================================================================
+``fanout/``         the poller (outbox events → deliveries) and the sweeper (re-ring lost bells)
+``delivery/``       the engine: the actor on its broker, its middleware, the bell that rings it,
+                    and the deliverer (claim, admit, sign, send, record)
+``policy/``         what an outcome means (outcomes, schedule) and what an endpoint may take
+                    (admission, circuit breaker, limits); operational notices
+``http/``           outbound HTTP: the sender, the guarded transport (SSRF, deadline), address
+                    and URL rules, request headers, send errors
+``endpoints/``      the registry, on/off switches, event filters, signing secrets, rotation and
+                    the secret box that encrypts them at rest
+``ops/``            what ops look at and do: history, replay, stats, activity, views, retention,
+                    the checks (``check``, ``/readyz``)
+``telemetry/``      metrics (the interface the engine calls, Prometheus), the state gauges, the
+                    per-process /metrics /healthz /readyz listener
+``portal/``         the web portal (mounted by the API process): signed links and sessions, pages
+                    and actions over the functions above, templates, vendored htmx
+``cli/``            ``catentio-webhooks``: commands only, over the functions above
+``demo/``           the self-checking demo and its verifying receiver (not on the runtime path)
+==================  =========================================================================
+
+At the top: ``settings`` (the one settings object), ``runtime`` (the wiring of one
+process), ``logs``, ``durations`` and ``errors`` (the worker's branches of the error tree).
+"""

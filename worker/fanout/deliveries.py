@@ -1,0 +1,65 @@
+"""New deliveries: one row per (event, endpoint), inserted at most once.
+
+The poller creates them when it fans an event out; a replay to an event's current
+subscribers creates them for endpoints that subscribed later. Both insert with ``ON
+CONFLICT DO NOTHING`` on the unique (event, endpoint) pair, so a second poller or a
+second replay racing this one cannot make a duplicate: the row already there wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from outbox import ids
+from outbox.models import Delivery, DeliveryStatus, Endpoint, Event, Trigger
+
+
+def skipped_note(endpoint: Endpoint) -> str:
+    """The ``last_error`` of a delivery kept as ``skipped`` because ``endpoint`` is
+    disabled."""
+    return f"endpoint disabled: {endpoint.disabled_reason}"
+
+
+def delivery_row(
+    event: Event, endpoint: Endpoint, now: datetime, *, trigger: Trigger = Trigger.SCHEDULED
+) -> dict[str, Any]:
+    """The columns of a new delivery of ``event`` to ``endpoint``: pending and due now,
+    or kept as ``skipped`` (replayable) while the endpoint is disabled."""
+    pending = endpoint.enabled
+    return {
+        "id": ids.new_id(ids.DELIVERY),
+        "event_id": event.id,
+        "endpoint_id": endpoint.id,
+        "workspace_id": event.workspace_id,
+        "event_type": event.type,
+        "status": DeliveryStatus.PENDING if pending else DeliveryStatus.SKIPPED,
+        "attempt_count": 0,
+        "cycle_attempts": 0,
+        "next_trigger": trigger,
+        "next_attempt_at": now if pending else None,
+        "rung_at": now if pending else None,
+        "created_at": now,
+        "updated_at": now,
+        "completed_at": None if pending else now,
+        "last_error": None if pending else skipped_note(endpoint),
+    }
+
+
+def insert_new(session: Session, rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Insert the rows, skipping any (event, endpoint) pair that already has a delivery;
+    returns (id, status) of each row inserted."""
+    if not rows:
+        return []
+    dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(Delivery)
+        .values(list(rows))
+        .on_conflict_do_nothing(index_elements=["event_id", "endpoint_id"])
+        .returning(Delivery.id, Delivery.status)
+    )
+    return [(row.id, row.status) for row in session.execute(statement)]

@@ -1,0 +1,253 @@
+"""The poller: claim waiting events, fan them out to deliveries, ring the bell.
+
+It never imports the broker: it is handed a ``dispatch(delivery_ids)`` callable that
+the worker wires to the delivery actor. Deliveries are committed before ``dispatch`` is
+called, so a message can never point at a row that does not exist yet; if dispatching
+fails, the sweeper rings again later.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import Select, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from outbox.clock import Clock, utcnow
+from outbox.database import is_outage, lock_for_write, skip_locked
+from outbox.models import Delivery, DeliveryStatus, Endpoint, Event
+from worker.availability import Availability, first_line
+from worker.endpoints.filters import matches_any
+from worker.fanout.deliveries import delivery_row, insert_new
+from worker.ops.retention import Retention
+from worker.policy.notices import notice_subject
+from worker.settings import (
+    DEFAULT_POLL_BATCH_SIZE,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_SWEEP_AFTER,
+    DEFAULT_SWEEP_INTERVAL,
+)
+from worker.telemetry.metrics import NO_METRICS, Metrics
+from worker.telemetry.tracing import NO_TRACING, Tracing
+
+log = structlog.get_logger(__name__)
+
+Dispatch = Callable[[Sequence[str]], None]
+"""Asks the workers to look at these deliveries now."""
+
+Waiting = Callable[[], "int | None"]
+"""How many messages wait in the broker's queue, not yet fetched (``None``: unknown)."""
+
+MIN_OUTAGE_BACKOFF = 0.2
+MAX_OUTAGE_BACKOFF = 5.0
+"""Seconds between polls while the database is unreachable: doubling up to this."""
+
+
+@dataclass(frozen=True)
+class PollResult:
+    """What one poll did."""
+
+    events: int
+    deliveries: int
+    skipped: int
+
+
+@dataclass
+class Poller:
+    """Claims waiting events and turns them into deliveries; sweeps for lost messages."""
+
+    session_factory: sessionmaker[Session]
+    dispatch: Dispatch
+    batch_size: int = DEFAULT_POLL_BATCH_SIZE
+    sweep_after: timedelta = DEFAULT_SWEEP_AFTER
+    clock: Clock = utcnow
+    # Finished history older than this is pruned from the loop, a little at a time.
+    retention: timedelta | None = None
+    # Shared with the process's other users, so an outage is logged once per process.
+    database: Availability = field(default_factory=lambda: Availability("database"))
+    broker: Availability = field(default_factory=lambda: Availability("broker"))
+    metrics: Metrics = NO_METRICS
+    tracing: Tracing = NO_TRACING
+    # The broker's queue length, so that what is merely queued is not rung again.
+    waiting: Waiting | None = None
+    _drained_at: datetime | None = field(default=None, init=False, repr=False)
+
+    def poll_once(self) -> PollResult:
+        """Fan out one batch of waiting events, commit, then dispatch the new deliveries.
+
+        On PostgreSQL the batch is claimed with ``FOR UPDATE SKIP LOCKED``, so several
+        pollers share the outbox without waiting on or repeating each other; on SQLite the
+        transaction holds the write lock (``BEGIN IMMEDIATE``). The unique (event,
+        endpoint) constraint is the last line of defence against a duplicate delivery.
+        """
+        now = self.clock()
+        with ExitStack() as traced:
+            with self.session_factory() as session, session.begin():
+                lock_for_write(session)
+                events = list(session.scalars(self._waiting_events(session)))
+                if not events:
+                    return PollResult(0, 0, 0)
+                # Only a batch gets a span (an idle poller's empty polls would drown the
+                # traces). It lasts through the commit and the ringing, so the messages
+                # carry its context to the deliveries' spans.
+                span = traced.enter_context(
+                    self.tracing.span("webhook.fan_out", **{"catentio.events": len(events)})
+                )
+                span.set_attribute("catentio.event.ids", [e.id for e in events])
+                by_workspace = self._endpoints_for(session, {e.workspace_id for e in events})
+                rows = [
+                    delivery_row(event, endpoint, now)
+                    for event in events
+                    for endpoint in by_workspace.get(event.workspace_id, ())
+                    if matches_any(endpoint.event_types, event.type)
+                    # An operational event never goes to the endpoint it is about.
+                    and endpoint.id != notice_subject(event)
+                ]
+                created = insert_new(session, rows)
+                session.execute(
+                    update(Event)
+                    .where(Event.id.in_([e.id for e in events]))
+                    .values(dispatched_at=now)
+                )
+            self.metrics.poll_batch(len(events))
+            pending = [d for d, status in created if status == DeliveryStatus.PENDING]
+            log.info(
+                "outbox.fanned_out",
+                events=len(events),
+                deliveries=len(pending),
+                skipped=len(created) - len(pending),
+            )
+            self._ring(pending)
+        return PollResult(len(events), len(pending), len(created) - len(pending))
+
+    def sweep_once(self, limit: int = 1000) -> int:
+        """Re-ring deliveries that are due and unleased but nobody picked up.
+
+        A lost or unprocessable message, a worker that died mid-attempt (its lease
+        expires), a dispatch that failed because the broker was down: all end here.
+        Ringing twice is harmless, since an attempt starts only by winning the row's claim.
+
+        What is merely waiting in a long queue is not rung again, so a backlog does not
+        multiply its own messages: with ``waiting`` known, only deliveries rung before
+        the queue was last seen empty qualify (their message has been fetched by then).
+        """
+        now = self.clock()
+        quiet_since = now - self.sweep_after
+        if self.waiting is not None:
+            try:
+                queued = self.waiting()
+            except Exception as exc:
+                log.warning("outbox.queue_length_unknown", error=repr(exc))
+                queued = None
+            if queued == 0:
+                self._drained_at = now
+            if queued is not None:
+                if self._drained_at is None:
+                    return 0  # never seen empty: everything rung may still be queued
+                # Strictly before: a ring made at the moment it was seen empty (this
+                # very sweep's) came after the look.
+                quiet_since = min(quiet_since, self._drained_at - timedelta(microseconds=1))
+        with self.session_factory() as session, session.begin():
+            lock_for_write(session)
+            query = (
+                select(Delivery.id)
+                .where(
+                    Delivery.status == DeliveryStatus.PENDING,
+                    Delivery.next_attempt_at <= quiet_since,
+                    or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
+                    or_(Delivery.rung_at.is_(None), Delivery.rung_at <= quiet_since),
+                )
+                .order_by(Delivery.next_attempt_at)
+                .limit(limit)
+            )
+            due = list(session.scalars(skip_locked(session, query)))
+            if due:
+                session.execute(update(Delivery).where(Delivery.id.in_(due)).values(rung_at=now))
+        if due:
+            log.info("outbox.swept", deliveries=len(due))
+            self.metrics.swept(len(due))
+            self._ring(due)
+        return len(due)
+
+    def run(
+        self,
+        stop: threading.Event,
+        *,
+        interval: float = DEFAULT_POLL_INTERVAL,
+        sweep_interval: float = DEFAULT_SWEEP_INTERVAL,
+    ) -> None:
+        """Poll until ``stop`` is set: at once while batches come back full, otherwise
+        backing off up to ``interval``. Database errors never stop the loop: an outage is
+        logged once (``database.unavailable`` … ``database.recovered``) and the loop waits
+        for the database, slower and slower, instead of failing every interval."""
+        idle = 0.0
+        outage_backoff = MIN_OUTAGE_BACKOFF
+        next_sweep = 0.0
+        pruner = None
+        if self.retention is not None:
+            pruner = Retention(self.session_factory, self.retention, clock=self.clock)
+        while not stop.is_set():
+            try:
+                result = self.poll_once()
+                if time.monotonic() >= next_sweep:
+                    self.sweep_once()
+                    next_sweep = time.monotonic() + sweep_interval
+                if pruner is not None:
+                    pruner.run_if_due()
+            except SQLAlchemyError as exc:
+                self.metrics.own_failure("database")
+                if not is_outage(exc):
+                    log.error("outbox.poll_failed", error=first_line(exc))
+                    stop.wait(max(interval, 1.0))
+                    continue
+                self.database.failed(exc)  # logged once; then quiet, slower retries
+                stop.wait(outage_backoff)
+                outage_backoff = min(outage_backoff * 2, MAX_OUTAGE_BACKOFF)
+                continue
+            self.database.succeeded()
+            outage_backoff = MIN_OUTAGE_BACKOFF
+            if result.events >= self.batch_size:
+                idle = 0.0
+                continue
+            idle = min(interval, max(0.01, idle * 2 or 0.01)) if result.events == 0 else 0.0
+            if stop.wait(idle):
+                break
+
+    def _ring(self, delivery_ids: Sequence[str]) -> None:
+        if not delivery_ids:
+            return
+        try:
+            self.dispatch(delivery_ids)
+        except Exception as exc:
+            # The rows are committed; the sweeper rings again once the broker is back.
+            self.metrics.own_failure("broker")
+            self.broker.failed(exc)
+            return
+        self.broker.succeeded()
+
+    def _waiting_events(self, session: Session) -> Select[Any]:
+        query = (
+            select(Event)
+            .where(Event.dispatched_at.is_(None))
+            .order_by(Event.id)
+            .limit(self.batch_size)
+        )
+        return skip_locked(session, query)
+
+    @staticmethod
+    def _endpoints_for(session: Session, workspaces: set[str]) -> dict[str, list[Endpoint]]:
+        grouped: dict[str, list[Endpoint]] = defaultdict(list)
+        for endpoint in session.scalars(
+            select(Endpoint).where(Endpoint.workspace_id.in_(workspaces)).order_by(Endpoint.id)
+        ):
+            grouped[endpoint.workspace_id].append(endpoint)
+        return grouped
