@@ -79,7 +79,7 @@ class Runtime:
     broker: dramatiq.Broker
     actor: DeliverActor
     deliverer: Deliverer
-    dispatch: Dispatch
+    bell: Bell
     database: Availability
     broker_state: Availability
     clock: Clock = utcnow
@@ -184,7 +184,7 @@ class Runtime:
             broker=broker,
             actor=actor,
             deliverer=deliverer,
-            dispatch=Bell(broker, queue_name=settings.queue_name).ring,
+            bell=Bell(broker, queue_name=settings.queue_name),
             database=database,
             broker_state=broker_state,
             clock=clock,
@@ -192,11 +192,17 @@ class Runtime:
             tracing=tracing,
         )
 
+    @property
+    def dispatch(self) -> Dispatch:
+        """Rings this runtime's actor (the poller's and the replays' way in)."""
+        return self.bell.ring
+
     def poller(self) -> Poller:
         """A poller that dispatches to this runtime's actor."""
         return Poller(
             session_factory=self.sessions,
             dispatch=self.dispatch,
+            waiting=self.bell.waiting,
             batch_size=self.settings.poll_batch_size,
             sweep_after=self.settings.sweep_after,
             clock=self.clock,

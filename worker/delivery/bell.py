@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
 
 from worker.delivery.actor import DELIVER
 from worker.delivery.broker import build_broker
@@ -56,6 +58,23 @@ class Bell:
                 )
         except Exception as exc:
             raise BrokerUnavailable(f"cannot enqueue deliveries: {exc!r}") from exc
+
+    def waiting(self) -> int | None:
+        """Messages waiting in the queue, not yet fetched by any worker (``None``: this
+        broker cannot tell). The sweeper does not re-ring what may still be queued.
+
+        Raises :class:`~outbox.errors.BrokerUnavailable` if the broker cannot be reached.
+        """
+        try:
+            if isinstance(self._broker, RedisBroker):
+                key = f"{self._broker.namespace}:{self._queue_name}"
+                return int(self._broker.client.llen(key))
+            if isinstance(self._broker, StubBroker):
+                queue = self._broker.queues.get(self._queue_name)
+                return queue.qsize() if queue is not None else 0
+        except Exception as exc:
+            raise BrokerUnavailable(f"cannot read the queue's length: {exc!r}") from exc
+        return None
 
     def close(self) -> None:
         """Close the broker's connections."""

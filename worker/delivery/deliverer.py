@@ -30,7 +30,7 @@ from outbox.clock import Clock, utcnow
 from outbox.database import is_outage, lock_for_write
 from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event, Trigger
 from worker.endpoints.secretbox import SecretBox
-from worker.endpoints.signing import signing_keys
+from worker.endpoints.signing import KeyCache
 from worker.errors import DatabaseUnavailable, InvalidEndpointURL
 from worker.fanout.deliveries import skipped_note
 from worker.http.errors import InternalFailure, InvalidURL
@@ -120,7 +120,7 @@ class Deliverer:
     ) -> None:
         self._sessions = session_factory
         self._sender = sender
-        self._box = box
+        self._keys = KeyCache(box)
         self._settings = settings
         self._schedule = schedule or RetrySchedule(
             settings.retry_schedule, jitter=settings.retry_jitter
@@ -293,7 +293,7 @@ class Deliverer:
             attempt=number,
             timestamp=started_at,
             body=body,
-            signing_keys=signing_keys(endpoint, self._box, now=started_at),
+            signing_keys=self._keys.signing_keys(endpoint, now=started_at),
             custom=endpoint.headers,
         )
         try:
@@ -482,6 +482,7 @@ def _note_healthy_success(session: Session, endpoint_id: str, now: datetime) -> 
         return False
     if last_success is not None and now - last_success < SUCCESS_STAMP_INTERVAL:
         return True
+    stale_before = now - SUCCESS_STAMP_INTERVAL
     result = session.execute(
         update(Endpoint)
         .where(
@@ -490,11 +491,31 @@ def _note_healthy_success(session: Session, endpoint_id: str, now: datetime) -> 
             Endpoint.consecutive_failures == 0,
             Endpoint.failing_since.is_(None),
             Endpoint.probe_delivery_id.is_(None),
+            # In the WHERE, not only in the read above: of the threads that read a
+            # stale stamp at once, one writes it (and takes the row lock), not all.
+            or_(Endpoint.last_success_at.is_(None), Endpoint.last_success_at < stale_before),
         )
         .values(last_success_at=now)
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount) == 1  # type: ignore[attr-defined]
+    if int(result.rowcount) == 1:  # type: ignore[attr-defined]
+        return True
+    # Another thread stamped it first, or its health changed meanwhile: read again.
+    again = session.execute(
+        select(
+            Endpoint.enabled,
+            Endpoint.consecutive_failures,
+            Endpoint.failing_since,
+            Endpoint.probe_delivery_id,
+        ).where(Endpoint.id == endpoint_id)
+    ).one_or_none()
+    return (
+        again is not None
+        and bool(again[0])
+        and not again[1]
+        and again[2] is None
+        and (again[3] is None)
+    )
 
 
 def _lock_endpoint(session: Session, endpoint_id: str) -> Endpoint:

@@ -8,6 +8,8 @@ rotating it is ``worker.endpoints.rotation``.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from datetime import datetime
 
 from catentio_signing import generate_keypair, generate_secret
@@ -31,10 +33,46 @@ def new_signing_secret(scheme: str) -> tuple[str, str]:
 
 def signing_keys(endpoint: Endpoint, box: SecretBox, *, now: datetime) -> list[str]:
     """The endpoint's secrets that still sign: the current one and any in a grace period."""
-    keys = []
-    for entry in endpoint.secrets:
-        expires = entry.get("expires_at")
-        if expires is not None and datetime.fromisoformat(expires) <= now:
-            continue
-        keys.append(box.decrypt(entry["secret"]))
-    return keys
+    return [box.decrypt(token) for token in _signing_tokens(endpoint, now)]
+
+
+def _signing_tokens(endpoint: Endpoint, now: datetime) -> list[str]:
+    return [
+        entry["secret"]
+        for entry in endpoint.secrets
+        if entry.get("expires_at") is None or datetime.fromisoformat(entry["expires_at"]) > now
+    ]
+
+
+class KeyCache:
+    """Decrypted signing keys, cached per process, keyed by the ciphertext itself.
+
+    Opening the secret box is a Fernet decryption per key per delivery; a key changes
+    only by rotation (or re-encryption under a new encryption key), and either writes
+    a new ciphertext: so a rotated secret is simply a new entry and the old one ages out
+    (least recently used first). Whether a key in its grace period still signs is
+    decided on every call, from its ``expires_at``. Thread-safe.
+    """
+
+    def __init__(self, box: SecretBox, size: int = 10_000) -> None:
+        self._box = box
+        self._size = size
+        self._keys: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def signing_keys(self, endpoint: Endpoint, *, now: datetime) -> list[str]:
+        """What :func:`signing_keys` returns, decrypting each ciphertext once."""
+        return [self._plaintext(token) for token in _signing_tokens(endpoint, now)]
+
+    def _plaintext(self, token: str) -> str:
+        with self._lock:
+            found = self._keys.get(token)
+            if found is not None:
+                self._keys.move_to_end(token)
+                return found
+        plaintext = self._box.decrypt(token)
+        with self._lock:
+            self._keys[token] = plaintext
+            if len(self._keys) > self._size:
+                self._keys.popitem(last=False)
+        return plaintext

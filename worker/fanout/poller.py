@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -27,6 +27,7 @@ from outbox.database import is_outage, lock_for_write, skip_locked
 from outbox.models import Delivery, DeliveryStatus, Endpoint, Event
 from worker.availability import Availability, first_line
 from worker.endpoints.filters import matches_any
+from worker.endpoints.predicate import accepting
 from worker.fanout.deliveries import delivery_row, insert_new
 from worker.fanout.wakeup import Wakeup
 from worker.ops.retention import Retention
@@ -44,6 +45,9 @@ log = structlog.get_logger(__name__)
 
 Dispatch = Callable[[Sequence[str]], None]
 """Asks the workers to look at these deliveries now."""
+
+Waiting = Callable[[], "int | None"]
+"""How many messages wait in the broker's queue, not yet fetched (``None``: unknown)."""
 
 MIN_OUTAGE_BACKOFF = 0.2
 MAX_OUTAGE_BACKOFF = 5.0
@@ -75,6 +79,9 @@ class Poller:
     broker: Availability = field(default_factory=lambda: Availability("broker"))
     metrics: Metrics = NO_METRICS
     tracing: Tracing = NO_TRACING
+    # The broker's queue length, so that what is merely queued is not rung again.
+    waiting: Waiting | None = None
+    _drained_at: datetime | None = field(default=None, init=False, repr=False)
 
     def poll_once(self) -> PollResult:
         """Fan out one batch of waiting events, commit, then dispatch the new deliveries.
@@ -102,10 +109,16 @@ class Poller:
                 rows = [
                     delivery_row(event, endpoint, now)
                     for event in events
-                    for endpoint in by_workspace.get(event.workspace_id, ())
-                    if matches_any(endpoint.event_types, event.type)
-                    # An operational event never goes to the endpoint it is about.
-                    and endpoint.id != notice_subject(event)
+                    for endpoint in accepting(
+                        [
+                            e
+                            for e in by_workspace.get(event.workspace_id, ())
+                            if matches_any(e.event_types, event.type)
+                            # An operational event never goes to the endpoint it is about.
+                            and e.id != notice_subject(event)
+                        ],
+                        event,
+                    )
                 ]
                 created = insert_new(session, rows)
                 session.execute(
@@ -130,9 +143,27 @@ class Poller:
         A lost or unprocessable message, a worker that died mid-attempt (its lease
         expires), a dispatch that failed because the broker was down: all end here.
         Ringing twice is harmless, since an attempt starts only by winning the row's claim.
+
+        What is merely waiting in a long queue is not rung again, so a backlog does not
+        multiply its own messages: with ``waiting`` known, only deliveries rung before
+        the queue was last seen empty qualify (their message has been fetched by then).
         """
         now = self.clock()
         quiet_since = now - self.sweep_after
+        if self.waiting is not None:
+            try:
+                queued = self.waiting()
+            except Exception as exc:
+                log.warning("outbox.queue_length_unknown", error=repr(exc))
+                queued = None
+            if queued == 0:
+                self._drained_at = now
+            if queued is not None:
+                if self._drained_at is None:
+                    return 0  # never seen empty: everything rung may still be queued
+                # Strictly before: a ring made at the moment it was seen empty (this
+                # very sweep's) came after the look.
+                quiet_since = min(quiet_since, self._drained_at - timedelta(microseconds=1))
         with self.session_factory() as session, session.begin():
             lock_for_write(session)
             query = (

@@ -74,3 +74,44 @@ def test_dead_broker_keeps_deliveries_pending_until_the_sweeper_rings(
         time.sleep(0.05)
     with live.sessions() as session:
         assert session.scalars(select(Delivery.status)).one() == DeliveryStatus.SUCCEEDED
+
+
+def test_the_bell_counts_the_messages_waiting_in_redis(
+    redis_server: str, redis_namespace: str
+) -> None:
+    """``waiting`` is what the workers have not fetched yet; a dead Redis is
+    BrokerUnavailable (the sweeper then behaves as without it)."""
+    from worker.delivery.bell import Bell
+
+    settings = Settings(redis_url=redis_server, redis_namespace=redis_namespace)
+    broker = build_broker(settings)
+    bell = Bell(broker, queue_name=settings.queue_name)
+    try:
+        broker.declare_queue(settings.queue_name)
+        assert bell.waiting() == 0
+        bell.ring(["dlv_a", "dlv_b", "dlv_c"])
+        assert bell.waiting() == 3
+    finally:
+        broker.close()
+    dead = Bell(
+        build_broker(Settings(redis_url="redis://127.0.0.1:1/0", redis_namespace=redis_namespace)),
+        queue_name=settings.queue_name,
+    )
+    with pytest.raises(BrokerUnavailable):
+        dead.waiting()
+    dead.close()
+
+
+def test_the_in_process_bell_counts_its_queue() -> None:
+    from worker.delivery.bell import Bell
+
+    settings = Settings()
+    broker = build_broker(settings)
+    try:
+        bell = Bell(broker, queue_name=settings.queue_name)
+        assert bell.waiting() == 0
+        broker.declare_queue(settings.queue_name)
+        bell.ring(["dlv_a", "dlv_b"])
+        assert bell.waiting() == 2
+    finally:
+        broker.close()

@@ -333,3 +333,45 @@ def test_success_stamps_and_resets_endpoint_health(
     healthy = endpoint()
     assert healthy.consecutive_failures == 0 and healthy.failing_since is None
     assert healthy.last_success_at == clock.now
+
+
+def test_racing_successes_stamp_the_endpoint_once(
+    postgres_url: str, make_runtime: Any, add_endpoint: Any
+) -> None:
+    """Eight threads recording 2xx at the same moment on a healthy endpoint write its
+    ``last_success_at`` once: the staleness check is in the UPDATE's WHERE, not only in
+    the read before it."""
+    from sqlalchemy import event
+
+    clock = ManualClock(T0)
+    runtime = make_runtime(
+        postgres_url, transport=httpx.MockTransport(Handler(*[200] * 8)), clock=clock
+    )
+    add_endpoint(runtime, url="https://receiver.example/hook", max_concurrency=8)
+    with runtime.sessions() as session, session.begin():
+        for i in range(8):
+            publish(session, workspace_id="ws_a", type="run.succeeded", data={"i": i}, clock=clock)
+    runtime.poller().poll_once()
+    with runtime.sessions() as session:
+        ids = session.scalars(select(Delivery.id)).all()
+    stamped: list[int] = []
+
+    def count(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE ENDPOINTS"):
+            stamped.append(cursor.rowcount)
+
+    event.listen(runtime.engine, "after_cursor_execute", count)
+    start = threading.Barrier(len(ids))
+
+    def deliver(delivery_id: str) -> None:
+        start.wait(5)
+        runtime.deliverer.deliver(delivery_id)
+
+    threads = [threading.Thread(target=deliver, args=(i,)) for i in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    with runtime.sessions() as session:
+        assert set(session.scalars(select(Delivery.status))) == {DeliveryStatus.SUCCEEDED}
+    assert sum(stamped) == 1

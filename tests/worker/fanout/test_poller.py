@@ -204,6 +204,62 @@ def test_sweeper_leaves_leased_future_and_finished_deliveries(sessions: Any) -> 
     assert recorder.ids == [due]
 
 
+def test_the_sweeper_does_not_ring_again_what_may_still_be_queued(sessions: Any) -> None:
+    """With the broker's queue length known, a delivery is rung again only once the
+    queue has been seen empty after its ring: while a backlog drains, the deliveries
+    still waiting in it are not multiplied; once drained, a lost one is rung."""
+    clock = ManualClock(T0)
+    with sessions() as session, session.begin():
+        endpoint(session, "ep_1", "ws_a", ["*"])
+        for _ in range(3):
+            publish(session, workspace_id="ws_a", type="run.succeeded", data={}, clock=clock)
+    queued = [3]
+    recorder = Recorder()
+    poller = Poller(
+        session_factory=sessions,
+        dispatch=recorder,
+        clock=clock,
+        sweep_after=timedelta(seconds=30),
+        waiting=lambda: queued[0],
+    )
+    poller.poll_once()
+    clock.now += timedelta(minutes=5)
+    assert poller.sweep_once() == 0  # never seen empty: all three may still be queued
+    queued[0] = 2
+    clock.now += timedelta(minutes=5)
+    assert poller.sweep_once() == 0  # a long queue draining: nothing is rung again
+    queued[0] = 0
+    assert poller.sweep_once() == 3  # drained and still pending: lost, rung again
+    queued[0] = 5  # a new backlog: what was rung just now may be in it
+    clock.now += timedelta(minutes=5)
+    assert poller.sweep_once() == 0
+    queued[0] = 0
+    assert poller.sweep_once() == 3
+    assert len(recorder.ids) == 9
+
+
+def test_a_queue_length_that_cannot_be_read_leaves_the_sweeper_as_it_was(sessions: Any) -> None:
+    """The broker failing to say how long its queue is must not stop the sweeper."""
+    clock = ManualClock(T0)
+    with sessions() as session, session.begin():
+        endpoint(session, "ep_1", "ws_a", ["*"])
+        publish(session, workspace_id="ws_a", type="run.succeeded", data={}, clock=clock)
+
+    def unreadable() -> int:
+        raise ConnectionError("redis is gone")
+
+    poller = Poller(
+        session_factory=sessions,
+        dispatch=Recorder(),
+        clock=clock,
+        sweep_after=timedelta(seconds=30),
+        waiting=unreadable,
+    )
+    poller.poll_once()
+    clock.now += timedelta(seconds=31)
+    assert poller.sweep_once() == 1
+
+
 def test_poll_loop_keeps_running_through_database_errors() -> None:
     """A database error in the loop is logged and retried; the loop only ends on stop."""
     calls = {"n": 0}

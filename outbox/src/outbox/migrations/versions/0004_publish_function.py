@@ -15,8 +15,8 @@ commits. Bad input raises a ``22W0x`` SQLSTATE (``outbox.sqlstate``).
 ``USAGE`` on the schema and ``EXECUTE`` on the function, never a right on the tables.
 PostgreSQL only; on SQLite this revision does nothing.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01 22:30:00.000000
 """
 
@@ -26,8 +26,8 @@ from alembic import op
 
 from outbox.migrate import migrating_namespace
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
