@@ -1,4 +1,4 @@
-"""Time-sortable, prefixed identifiers (``evt_…``, ``ep_…``, ``dlv_…``, ``att_…``).
+"""Time-sortable, prefixed identifiers (``evt_…``, ``ep_…``, ``dlv_…``, ``att_…``, …).
 
 The 26 characters after the prefix are a 48-bit millisecond timestamp followed by 80
 random bits, in lowercase Crockford base32. Sorting ids sorts rows by creation time,
@@ -17,6 +17,9 @@ EVENT = "evt"
 ENDPOINT = "ep"
 DELIVERY = "dlv"
 ATTEMPT = "att"
+API_KEY = "ak"
+REPLAY = "rpl"
+REQUEST = "req"
 
 
 def new_id(prefix: str, *, now_ms: int | None = None) -> str:

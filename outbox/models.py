@@ -1,4 +1,5 @@
-"""The four tables: endpoints, events (the outbox), deliveries and attempts.
+"""The tables: endpoints, events (the outbox), deliveries and attempts; and, for the
+HTTP API, API keys, idempotency records and bulk replay runs.
 
 The database is the truth: a delivery's state, its next attempt time and its lease all
 live here. A broker message only says "look at delivery X now".
@@ -79,6 +80,9 @@ class Endpoint(Base):
     scheme: Mapped[str] = mapped_column(String(8), default="v1")
     secrets: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
     headers: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    # A predicate over the event's ``data`` (worker.endpoints.predicate); NULL: every
+    # event whose type matches.
+    filter: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(Text)
@@ -223,3 +227,65 @@ class Attempt(Base):
     outcome: Mapped[str] = mapped_column(String(16))
 
     delivery: Mapped[Delivery] = relationship(back_populates="attempts", lazy="raise")
+
+
+class ApiKey(Base):
+    """A Bearer key of the HTTP API. Only its SHA-256 is stored; the key is shown once.
+
+    ``workspace_id`` NULL: an admin key, acting for the workspace a request names.
+    """
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    workspace_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    name: Mapped[str | None] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The key's last characters, so people can tell their keys apart.
+    hint: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class IdempotencyRecord(Base):
+    """The response to a write made with an ``Idempotency-Key``, kept for a day.
+
+    ``response_status`` NULL: the first request is still in flight.
+    """
+
+    __tablename__ = "idempotency_records"
+
+    workspace_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class ReplayRun(Base):
+    """A bulk replay running in the background: what it selects and how far it got.
+
+    Any API process answers for it, because its progress lives here.
+    """
+
+    __tablename__ = "replay_runs"
+
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    endpoint_id: Mapped[str] = mapped_column(
+        ForeignKey("endpoints.id", ondelete="CASCADE"), index=True
+    )
+    # {"statuses": [...], "since": ISO | null, "until": ISO | null, "types": [...]}
+    selection: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(String(16))
+    selected: Mapped[int] = mapped_column(Integer, default=0)
+    processed: Mapped[int] = mapped_column(Integer, default=0)
+    reopened: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -44,12 +44,12 @@ def test_readme_demo_command_runs_the_demo() -> None:
     assert first == "python -m pip install ./signing . && catentio-webhooks demo"
 
 
-def test_procfile_names_the_three_process_types() -> None:
-    """release, poller and worker, each a catentio-webhooks command."""
+def test_procfile_names_the_process_types() -> None:
+    """release, poller, worker and web (the API), each a catentio-webhooks command."""
     kinds = dict(
         line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line
     )
-    assert set(kinds) == {"release", "poller", "worker"}
+    assert set(kinds) == {"release", "poller", "worker", "web"}
     assert all(v.strip().startswith("catentio-webhooks ") for v in kinds.values())
 
 

@@ -10,12 +10,14 @@ One folder per concept; read the file list as a table of contents:
                     (admission, circuit breaker, limits); operational notices
 ``http/``           outbound HTTP: the sender, the guarded transport (SSRF, deadline), address
                     and URL rules, request headers, send errors
-``endpoints/``      the registry, on/off switches, event filters, signing secrets, rotation and
-                    the secret box that encrypts them at rest
-``ops/``            what ops look at and do: history, replay, stats, activity, views, retention,
-                    the checks (``check``, ``/readyz``)
+``endpoints/``      the registry, on/off switches, event and payload filters, signing secrets,
+                    rotation and the secret box that encrypts them at rest
+``ops/``            what ops look at and do: history, replay (and bulk replay runs), stats,
+                    activity, views, retention, the checks (``check``, ``/readyz``)
 ``telemetry/``      metrics (the interface the engine calls, Prometheus), the state gauges, the
                     per-process /metrics /healthz /readyz listener
+``access/``         who may call the HTTP API: API keys (stored as hashes) and principals
+``api/``            the HTTP API (FastAPI): envelope, auth, idempotency, rate limits, routes
 ``portal/``         the web portal (mounted by the API process): signed links and sessions, pages
                     and actions over the functions above, templates, vendored htmx
 ``cli/``            ``catentio-webhooks``: commands only, over the functions above

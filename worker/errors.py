@@ -8,6 +8,7 @@ API) adds its own advice, using the attributes some of these carry::
     ├── ValidationError                 outbox.errors: bad input; nothing was written
     │   ├── (publish's own leaves)      outbox.errors: event type, workspace, payload, key
     │   ├── InvalidEventFilter          an endpoint filter that is not TYPE, PREFIX.* or *
+    │   ├── InvalidPayloadFilter        a payload filter that is not a valid predicate
     │   ├── InvalidEndpointURL          not http/https, userinfo, no host, too long
     │   ├── InvalidDuration             "5s", "2h", "3d" and the like, or ISO times
     │   ├── InvalidCursor               not an id of the kind a page hands out
@@ -16,7 +17,8 @@ API) adds its own advice, using the attributes some of these carry::
     ├── NotFound                        no row with that id
     │   ├── EndpointNotFound
     │   ├── EventNotFound
-    │   └── DeliveryNotFound
+    │   ├── DeliveryNotFound
+    │   └── ReplayNotFound              no bulk replay run with that id
     ├── Conflict                        refused in the row's current state
     │   ├── EndpointDisabled            a replay to a disabled endpoint
     │   ├── EndpointsDisabled           every delivery of an event goes to a disabled one
@@ -28,6 +30,8 @@ API) adds its own advice, using the attributes some of these carry::
     │   └── SchemaNotReady              the schema is not (yet) the one this code needs
     ├── SendError                       the request got no usable response
     │                                   (``worker.http.errors``: its own tree)
+    ├── AccessError                     an API caller may not do this
+    │                                   (``worker.access.errors``: its own tree)
     └── PortalError                     the portal refuses a link, session or request
                                         (``worker.portal.errors``: its own tree)
 
@@ -42,6 +46,10 @@ from outbox.errors import CatentioError, ValidationError
 
 class InvalidEventFilter(ValidationError):
     """An endpoint event filter is not ``TYPE``, ``PREFIX.*`` or ``*``."""
+
+
+class InvalidPayloadFilter(ValidationError):
+    """A payload filter that is not a valid predicate (the message says where)."""
 
 
 class InvalidEndpointURL(ValidationError):
@@ -78,6 +86,10 @@ class EventNotFound(NotFound):
 
 class DeliveryNotFound(NotFound):
     """No delivery with that id."""
+
+
+class ReplayNotFound(NotFound):
+    """No bulk replay run with that id."""
 
 
 class Conflict(CatentioError):

@@ -91,6 +91,21 @@ DEFAULT_METRICS_HOST = "127.0.0.1"
 DEFAULT_QUEUE = "catentio-webhooks"
 """The dramatiq queue the delivery actor listens on."""
 
+DEFAULT_API_HOST = "127.0.0.1"
+"""Where ``catentio-webhooks api`` (and ``run``) listen unless told otherwise."""
+
+DEFAULT_API_PORT = 8080
+"""The HTTP API's port unless ``PORT`` or ``CATENTIO_API_PORT`` says otherwise."""
+
+DEFAULT_API_READ_LIMIT = "100/second"
+"""Read requests (GET) per workspace, in the ``limits`` notation ("N/second")."""
+
+DEFAULT_API_WRITE_LIMIT = "20/second"
+"""Write requests (POST, PATCH, DELETE) per workspace."""
+
+DEFAULT_IDEMPOTENCY_TTL = timedelta(hours=24)
+"""How long an ``Idempotency-Key`` answers with the stored response."""
+
 DEFAULT_PORTAL_URL = "http://127.0.0.1:8080"
 """Where the process serving the portal is reached; portal links start with it."""
 
@@ -231,6 +246,13 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CATENTIO_REDIS_NAMESPACE": ("redis_namespace", str),
     "CATENTIO_LOG_LEVEL": ("log_level", _log_level),
     "CATENTIO_LOG_FORMAT": ("log_format", _log_format),
+    "CATENTIO_API_HOST": ("api_host", str.strip),
+    "CATENTIO_API_PORT": ("api_port", _integer),
+    "CATENTIO_RUN_API": ("run_api", _bool),
+    "CATENTIO_RUN_API_PORT": ("run_api_port", _integer),
+    "CATENTIO_API_READ_LIMIT": ("api_read_limit", str.strip),
+    "CATENTIO_API_WRITE_LIMIT": ("api_write_limit", str.strip),
+    "CATENTIO_IDEMPOTENCY_TTL": ("idempotency_ttl", parse_duration),
     "CATENTIO_PORTAL_SECRET": ("portal_secrets", _keys),
     "CATENTIO_PORTAL_URL": ("portal_url", _portal_url),
     "CATENTIO_PORTAL_LINK_TTL": ("portal_link_ttl", parse_duration),
@@ -292,6 +314,14 @@ class Settings:
     redis_namespace: str = "catentio"
     log_level: str = "INFO"
     log_format: str = "auto"
+    api_host: str = DEFAULT_API_HOST
+    api_port: int = DEFAULT_API_PORT
+    # ``run`` serves the API too (on api_host:run_api_port; 0 picks a free port).
+    run_api: bool = True
+    run_api_port: int = DEFAULT_API_PORT
+    api_read_limit: str = DEFAULT_API_READ_LIMIT
+    api_write_limit: str = DEFAULT_API_WRITE_LIMIT
+    idempotency_ttl: timedelta = DEFAULT_IDEMPOTENCY_TTL
     # Signs portal links and sessions, newest first (several while rotating). Empty: the
     # embedded mode generates one into a key file beside the SQLite database.
     portal_secrets: tuple[str, ...] = field(default=(), repr=False)
@@ -351,6 +381,10 @@ class Settings:
                 values[attribute] = parse(raw)
             except (ValueError, InvalidDuration) as exc:
                 raise ConfigurationError(f"{name}={raw!r}: {exc}") from None
+        if env.get("PORT", "").strip():
+            # Procfile platforms say where the web process listens (on every address).
+            values["api_port"] = _port("PORT", env["PORT"].strip())
+            values.setdefault("api_host", "0.0.0.0")
         values["unknown_variables"] = tuple(
             sorted(
                 name
@@ -457,6 +491,35 @@ class Settings:
             raise ConfigurationError("CATENTIO_PORTAL_LINK_TTL must be positive and at most 7d")
         if self.portal_session_ttl <= timedelta(0):
             raise ConfigurationError("CATENTIO_PORTAL_SESSION_TTL must be positive")
+        for name, port in (("api_port", self.api_port), ("run_api_port", self.run_api_port)):
+            if not 0 <= port <= 65535:
+                raise ConfigurationError(f"{name} must be a TCP port (0-65535), got {port}")
+        for name, limit in (
+            ("CATENTIO_API_READ_LIMIT", self.api_read_limit),
+            ("CATENTIO_API_WRITE_LIMIT", self.api_write_limit),
+        ):
+            if not _is_rate(limit):
+                raise ConfigurationError(
+                    f"{name}={limit!r} must look like '100/second' or '20 per second'"
+                )
+
+
+def _port(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigurationError(f"{name}={value!r} is not a TCP port") from None
+
+
+def _is_rate(value: str) -> bool:
+    # Imported here: ``limits`` is the API's dependency, not every command's.
+    from limits import parse
+
+    try:
+        parse(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _in_range(

@@ -1,154 +1,171 @@
-"""End-to-end throughput on PostgreSQL + Redis, beside plain httpx loops, in one run.
+"""Throughput to one endpoint, beside a plain httpx loop, in one run (issue 10, target 1).
 
-    CATENTIO_BENCH=1 python -m pytest tests/bench/test_throughput.py -s
+    CATENTIO_BENCH=1 python -m pytest tests/bench -k throughput
+    CATENTIO_BENCH=1 CATENTIO_BENCH_EVENTS=20000 python -m pytest tests/bench -k throughput
 
-2,000 events to one local endpoint. Reported side by side, since these machines are
-shared and noisy:
-
-* ours, in one process: poller and 8 dramatiq worker threads on Redis (``run``);
-* ours, as deployed: a ``poller`` process and two ``worker`` processes of 8 threads,
-  measured once they are up;
-* a plain httpx client POSTing the same bodies in a loop, on 1 and on 8 threads.
-
-Ours is measured from the producer's commit to the last delivery recorded as succeeded;
-every delivery is two short transactions (claim, record) plus the POST. The receiver is
-the same loopback server for all of them, in this process.
+``distributed``: one ``poller`` and ``CATENTIO_BENCH_WORKERS`` (2) ``worker`` processes of
+``CATENTIO_BENCH_THREADS`` (8) threads on PostgreSQL + Redis, against a plain loop of
+2 x 8 = 16 threads. ``embedded``: ``run`` on SQLite with 8 threads, against 8 threads.
+The endpoint's concurrency limit is set to the number of connections, so it is not what
+is measured. The plain loop runs right before and right after ours, on bodies of the same
+shape and then on the very bodies delivered; the ratio is ours ÷ their mean.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
-import time
-from typing import Any
+import json
+from collections.abc import Callable
+from pathlib import Path
 
-import httpx
 import pytest
-from sqlalchemy import func, select, update
 
-from outbox import Delivery, DeliveryStatus, Event, publish
-from tests.support.services import TEST_KEY
-from worker.logs import configure_logging
+from tests.bench.config import BenchConfig
+from tests.bench.deployment import Deployment, Group
+from tests.bench.drain import add_warm_up_endpoint, drain, warm_up
+from tests.bench.plain_loop import LoopResult, run_loop
+from tests.bench.profile import Profile, Sampler
+from tests.bench.receiver import ReceiverProcess
+from tests.bench.results import MS, Results, record_usage
 
-EVENTS = 2000
-THREADS = 8
-STARTUP = 5.0  # seconds the processes get to start before the outbox is refilled
+pytestmark = [pytest.mark.bench, pytest.mark.timeout(7200)]
 
-
-def plain_loop(url: str, bodies: list[bytes], threads: int) -> float:
-    """Seconds for ``threads`` httpx clients to POST every body once."""
-    chunks = [bodies[i::threads] for i in range(threads)]
-
-    def post_all(chunk: list[bytes]) -> None:
-        with httpx.Client() as client:
-            for body in chunk:
-                client.post(url, content=body, headers={"content-type": "application/json"})
-
-    started = time.perf_counter()
-    workers = [threading.Thread(target=post_all, args=(c,)) for c in chunks]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    return time.perf_counter() - started
+REPO = Path(__file__).resolve().parents[2]
+MIN_PLAIN_POSTS = 3000
+"""The plain loop repeats the bodies up to this many posts: a loop shorter than a couple
+of seconds says more about thread start-up and the neighbours than about the loop."""
 
 
-def wait_for_all(runtime: Any, expected: int, timeout: float = 300) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        with runtime.sessions() as session:
-            done = session.scalar(
-                select(func.count()).where(Delivery.status == DeliveryStatus.SUCCEEDED)
-            )
-        if done >= expected:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"only {done} of {expected} deliveries succeeded in {timeout}s")
+def plain(
+    receiver: ReceiverProcess, path: str, bodies: list[str], threads: int, workdir: Path
+) -> tuple[LoopResult, float | None]:
+    """One plain loop; its result and the receiver's CPU per request meanwhile."""
+    repeats = -(-MIN_PLAIN_POSTS // len(bodies))
+    bodies_file = workdir / f"bodies-{len(bodies)}.json"
+    bodies_file.write_text(json.dumps(bodies * repeats))
+    before = receiver.stats()
+    result = run_loop(receiver.url(path), threads, bodies_file, REPO)
+    after = receiver.stats()
+    requests = sum(after["requests"].values()) - sum(before["requests"].values())
+    per_request = (after["cpu"] - before["cpu"]) / requests if requests else None
+    return result, per_request
 
 
-def republish(runtime: Any) -> None:
-    """Put the same events back in the outbox for the next run."""
-    with runtime.sessions() as session, session.begin():
-        session.execute(Delivery.__table__.delete())
-        session.execute(update(Event).values(dispatched_at=None))
+def profile_text(scenario: str, process: str, profile: Profile) -> str:
+    """The profile's top entries, for the end of the run."""
+    lines = [f"py-spy --gil, {process}, {scenario}: {profile.samples} samples"]
+    lines += ["  by library (innermost frame):"]
+    lines += [f"    {share:5.1f} %  {name}" for name, share in profile.libraries[:12]]
+    lines += ["  by function (anywhere on the stack):"]
+    lines += [f"    {share:5.1f} %  {name}" for name, share in profile.functions]
+    lines += [f"  raw stacks: {profile.raw_path}"]
+    return "\n".join(lines)
 
 
-@pytest.mark.bench
-def test_end_to_end_throughput_against_plain_httpx(
-    postgres_url: str,
-    redis_server: str,
-    redis_namespace: str,
-    make_runtime: Any,
-    add_endpoint: Any,
-    receiver: Any,
-    capsys: Any,
+def measure_throughput(
+    deployment: Deployment,
+    config: BenchConfig,
+    results: Results,
+    scenario: str,
+    *,
+    connections: int,
+    with_plain_loop: bool = True,
+) -> float:
+    """Deliveries/s of ``config.events`` to one endpoint (and, beside it, the plain loop);
+    records every figure under ``scenario`` and returns the rate."""
+    workdir = deployment.workdir
+    receiver = deployment.receiver
+    path = f"/ok/{deployment.tag}"
+    plain_path = f"/ok/plain-{deployment.tag}"
+    deployment.add_endpoint(workspace="ws_one", path=path, max_concurrency=connections)
+    add_warm_up_endpoint(deployment)
+    deployment.start()
+    warm_up(deployment, timeout=config.timeout)
+
+    loops: list[LoopResult] = []
+    receiver_cpu: list[float] = []
+    if with_plain_loop:
+        shaped = deployment.render_bodies(config.events)
+        loop, per_request = plain(receiver, plain_path, shaped, connections, workdir)
+        loops.append(loop)
+        receiver_cpu += [per_request] if per_request is not None else []
+
+    sampler = None
+    if config.pyspy > 0:
+        assert Sampler.available(), "CATENTIO_BENCH_PYSPY needs py-spy (pip install py-spy)"
+        target = deployment.processes[-1]  # the last worker, or ``run``
+        sampler = Sampler(target.popen.pid, config.pyspy, workdir / f"{target.name}.pyspy.txt")
+    window = drain(
+        deployment,
+        [Group("ws_one", config.events)],
+        workspace="ws_one",
+        expect=config.events,
+        timeout=config.timeout,
+        on_commit=sampler.start if sampler is not None else None,
+    )
+    assert window.finished, f"only {window.delivered} of {config.events} delivered"
+    if sampler is not None:
+        profile = sampler.finish()
+        if profile is not None:
+            results.detail(scenario, "pyspy", profile.__dict__)
+            results.note(profile_text(scenario, deployment.processes[-1].name, profile))
+
+    if with_plain_loop:
+        bodies = window.published.bodies["ws_one"]
+        loop, per_request = plain(receiver, plain_path, bodies, connections, workdir)
+        loops.append(loop)
+        receiver_cpu += [per_request] if per_request is not None else []
+
+    plain_rate = sum(loop.rate for loop in loops) / len(loops) if loops else None
+    results.add(
+        scenario,
+        "deliveries/s",
+        window.rate,
+        "1/s",
+        ratio=window.rate / plain_rate if plain_rate else None,
+        versus=f"plain httpx loop, {connections} threads" if plain_rate else "",
+    )
+    for index, loop in enumerate(loops):
+        results.add(
+            scenario,
+            f"plain loop {('before', 'after')[index]} posts/s",
+            loop.rate,
+            "1/s",
+        )
+        results.add(
+            scenario,
+            f"plain loop {('before', 'after')[index]} CPU per post",
+            loop.cpu / loop.posts * MS,
+            "ms",
+        )
+        assert loop.errors == 0, f"the plain loop saw {loop.errors} errors"
+    if receiver_cpu:
+        results.add(
+            scenario,
+            "receiver CPU per request (plain loop)",
+            sum(receiver_cpu) / len(receiver_cpu) * MS,
+            "ms",
+        )
+    results.add(scenario, "events", config.events)
+    results.add(scenario, "drain wall time", window.seconds, "s")
+    record_usage(results, scenario, window.usage, window.delivered)
+    results.detail(scenario, "plain_loops", [loop.__dict__ for loop in loops])
+    return window.rate
+
+
+@pytest.mark.parametrize("kind", ["distributed", "embedded"])
+def test_throughput(
+    kind: str,
+    make_deployment: Callable[..., Deployment],
+    bench_config: BenchConfig,
+    bench_results: Results,
 ) -> None:
-    """Measure; assert only that every delivery arrived, once per run."""
-    settings = {
-        "redis_url": redis_server,
-        "redis_namespace": redis_namespace,
-        "worker_threads": THREADS,
-        "poll_batch_size": 500,
-        "log_level": "WARNING",
-    }
-    configure_logging(level="WARNING")  # as the CLI would; an INFO line per attempt costs
-    runtime = make_runtime(postgres_url, **settings)
-    add_endpoint(runtime, receiver=receiver, path="/ours", max_concurrency=2 * THREADS)
-    plain_url = receiver.route("/plain")
-    with runtime.sessions() as session, session.begin():
-        events = [
-            publish(
-                session, workspace_id="ws_a", type="run.succeeded", data={"i": i, "pad": "x" * 200}
-            )
-            for i in range(EVENTS)
-        ]
-    bodies = [e.body.encode() for e in events]
-
-    sequential = plain_loop(plain_url, bodies, 1)
-    threaded = plain_loop(plain_url, bodies, THREADS)
-
-    started = time.perf_counter()
-    with runtime.running(threads=THREADS):
-        wait_for_all(runtime, EVENTS)
-    in_process = time.perf_counter() - started
-    assert len({r.headers["webhook-id"] for r in receiver.received("/ours")}) == EVENTS
-
-    env = {
-        **os.environ,
-        "DATABASE_URL": postgres_url,
-        "REDIS_URL": redis_server,
-        "CATENTIO_REDIS_NAMESPACE": redis_namespace,
-        "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,
-        "CATENTIO_ALLOWED_NETWORKS": "127.0.0.0/8",
-        "CATENTIO_POLL_BATCH_SIZE": "500",
-        "CATENTIO_POLL_INTERVAL": "50ms",
-        "CATENTIO_LOG_LEVEL": "WARNING",
-    }
-    commands = [["poller"]] + [["worker", "--threads", str(THREADS)]] * 2
-    processes = [subprocess.Popen([sys.executable, "-m", "worker", *c], env=env) for c in commands]
-    try:
-        time.sleep(STARTUP)  # measure the steady state, not Python start-up
-        republish(runtime)
-        started = time.perf_counter()
-        wait_for_all(runtime, EVENTS)
-        deployed = time.perf_counter() - started
-    finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            process.wait(60)
-    assert len(receiver.received("/ours")) == 2 * EVENTS
-
-    with capsys.disabled():
-        print(
-            f"\n{EVENTS} events, one loopback endpoint, PostgreSQL + Redis\n"
-            f"  plain httpx loop, 1 thread:            {EVENTS / sequential:7.0f} posts/s\n"
-            f"  plain httpx loop, {THREADS} threads:          {EVENTS / threaded:7.0f} posts/s\n"
-            f"  ours, one process ({THREADS} threads):      {EVENTS / in_process:7.0f} deliveries/s"
-            f"  = {sequential / in_process:.3f} x the 1-thread loop\n"
-            f"  ours, poller + 2 worker processes: {EVENTS / deployed:7.0f} deliveries/s"
-            f"  = {sequential / deployed:.3f} x the 1-thread loop"
+    """Measure; assert only that every delivery arrived."""
+    connections = (
+        bench_config.workers * bench_config.threads
+        if kind == "distributed"
+        else bench_config.embedded_threads
+    )
+    with make_deployment(kind) as deployment:
+        measure_throughput(
+            deployment, bench_config, bench_results, f"throughput {kind}", connections=connections
         )

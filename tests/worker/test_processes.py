@@ -30,6 +30,8 @@ def spawn() -> Iterator[Any]:
             "CATENTIO_ALLOWED_NETWORKS": "127.0.0.0/8",
             "CATENTIO_POLL_INTERVAL": "50ms",
             "CATENTIO_LOG_FORMAT": "json",
+            # `run` serves the API too: on a free port, so parallel runs never collide.
+            "CATENTIO_RUN_API_PORT": "0",
             **env,
         }
         process = subprocess.Popen(

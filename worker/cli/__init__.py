@@ -132,6 +132,7 @@ def main(ctx: click.Context) -> None:
 
 def _register() -> None:
     from worker.cli import (
+        api,
         check,
         db,
         deliveries,
@@ -148,6 +149,7 @@ def _register() -> None:
     )
 
     for module in (
+        api,
         check,
         db,
         deliveries,

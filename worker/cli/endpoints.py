@@ -12,7 +12,7 @@ from outbox.clock import utcnow
 from outbox.errors import ValidationError
 from outbox.models import DeliveryStatus, Endpoint
 from worker.cli import options
-from worker.cli.options import json_option, split_values
+from worker.cli.options import json_option, parse_json_object, split_values
 from worker.cli.output import print_json, print_jsonl, print_listing, print_record, progress_bar
 from worker.cli.replay import run_bulk, tell_workers
 from worker.cli.state import State, pass_state
@@ -77,6 +77,11 @@ def _headers(values: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--rate-limit", type=click.FloatRange(min=0, min_open=True), help="Deliveries per second."
 )
+@click.option(
+    "--filter",
+    "filter_text",
+    help='Payload filter (JSON), e.g. \'{"eq": ["status", "failed"]}\': only matching events.',
+)
 @json_option
 @pass_state
 def endpoints_add(
@@ -89,9 +94,11 @@ def endpoints_add(
     description: str | None,
     max_concurrency: int | None,
     rate_limit: float | None,
+    filter_text: str | None,
     as_json: bool,
 ) -> None:
     """Register an endpoint. Its secret is printed this once; store it with the receiver."""
+    payload_filter = parse_json_object(filter_text, "--filter") if filter_text else None
     with state.sessions()() as session, session.begin():
         created = create_endpoint(
             session,
@@ -104,6 +111,7 @@ def endpoints_add(
             description=description,
             max_concurrency=max_concurrency,
             rate_limit=rate_limit,
+            payload_filter=payload_filter,
             max_header_bytes=state.settings.max_header_bytes,
             allowed_networks=state.settings.allowed_networks,
         )
@@ -328,6 +336,11 @@ def endpoints_resume(state: State, endpoint_id: str) -> None:
     type=click.FloatRange(min=0),
     help="Deliveries per second (0: no limit of its own).",
 )
+@click.option(
+    "--filter",
+    "filter_text",
+    help="Replace the payload filter (JSON); '{}' removes it.",
+)
 @json_option
 @pass_state
 def endpoints_update(
@@ -340,9 +353,11 @@ def endpoints_update(
     description: str | None,
     max_concurrency: int | None,
     rate_limit: float | None,
+    filter_text: str | None,
     as_json: bool,
 ) -> None:
-    """Change the URL, the event filters, the custom headers or the limits."""
+    """Change the URL, the event filters, the custom headers, the limits or the payload
+    filter."""
     if headers and clear_headers:
         raise ValidationError("--header and --clear-headers cannot be used together")
     changes = EndpointChanges(
@@ -352,6 +367,7 @@ def endpoints_update(
         description=description,
         max_concurrency=max_concurrency,
         rate_limit=rate_limit,
+        payload_filter=parse_json_object(filter_text, "--filter") if filter_text else None,
     )
     with state.sessions()() as session, session.begin():
         endpoint = update_endpoint(

@@ -55,17 +55,37 @@ def _needs_redis(state: State, command: str) -> None:
 
 @click.command("run")
 @click.option("--threads", type=click.IntRange(min=1), help="Delivery threads.")
+@click.option(
+    "--api-port",
+    type=click.IntRange(0, 65535),
+    help="Serve the HTTP API on 127.0.0.1 at this port (default CATENTIO_RUN_API_PORT, "
+    "8080; 0 picks a free one).",
+)
+@click.option("--no-api", is_flag=True, help="Do not serve the HTTP API.")
 @pass_state
-def run(state: State, threads: int | None) -> None:
-    """Poller and delivery workers in one process (embedded, or on PostgreSQL + Redis)."""
+def run(state: State, threads: int | None, api_port: int | None, no_api: bool) -> None:
+    """Poller, delivery workers and the HTTP API in one process (embedded, or on
+    PostgreSQL + Redis)."""
+    from worker.api.server import ApiService, context_for_runtime
+
+    settings = state.settings
     stop = stop_on_signals()
-    runtime, telemetry = _open(state.settings, "run")
-    mode = "redis" if state.settings.redis_url else "in-process"
-    log.info("run.started", broker=mode, threads=threads or state.settings.worker_threads)
+    runtime, telemetry = _open(settings, "run")
+    service: ApiService | None = None
+    mode = "redis" if settings.redis_url else "in-process"
+    log.info("run.started", broker=mode, threads=threads or settings.worker_threads)
     try:
         with serving(telemetry, runtime.engine, runtime.sessions), runtime.running(threads=threads):
+            if settings.run_api and not no_api:
+                port = settings.run_api_port if api_port is None else api_port
+                service = ApiService(
+                    context_for_runtime(runtime), host=settings.api_host, port=port
+                )
+                service.start()
             stop.wait()
     finally:
+        if service is not None:
+            service.stop(dispose=False)
         runtime.close()
     log.info("run.stopped")
 

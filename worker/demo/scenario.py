@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -24,6 +25,7 @@ from sqlalchemy import func, select
 
 from outbox.models import FINISHED_STATUSES, Attempt, Delivery, DeliveryStatus, Endpoint, Event
 from outbox.publish import publish
+from worker.access.keys import create_key
 from worker.demo.receiver import Receiver, always, sequence
 from worker.durations import format_duration
 from worker.endpoints.registry import create_endpoint
@@ -97,6 +99,7 @@ def _run(console: Console, settings: Settings, *, events: int, timeout: float) -
             table, checks = _report(runtime, receiver, names, events)
             console.print(table)
             _print_flaky_history(console, runtime, names)
+            checks.append(_through_the_api(console, runtime, names))
     finally:
         runtime.close()
     checks.insert(0, Check("all deliveries finished", finished, ""))
@@ -106,6 +109,37 @@ def _run(console: Console, settings: Settings, *, events: int, timeout: float) -
     ok = all(c.ok for c in checks)
     console.print("[bold green]demo passed[/]" if ok else "[bold red]demo FAILED[/]")
     return ok
+
+
+def _through_the_api(console: Console, runtime: Runtime, names: dict[str, str]) -> Check:
+    """Mint an API key and read the healthy endpoint's history over HTTP, as the control
+    plane would."""
+    from worker.api.server import ApiService, context_for_runtime
+
+    healthy = next(i for i, name in names.items() if name == "healthy")
+    with runtime.sessions() as session, session.begin():
+        minted = create_key(session, workspace_id=WORKSPACE, scope="read", name="demo")
+    key, key_id = minted.key, minted.record.id
+    service = ApiService(context_for_runtime(runtime), host="127.0.0.1", port=0)
+    service.start()
+    try:
+        path = f"/v1/webhooks/{healthy}/deliveries?limit=3"
+        response = httpx.get(
+            service.base_url + path, headers={"Authorization": f"Bearer {key}"}, timeout=10
+        )
+    finally:
+        service.stop(dispose=False)
+    body = response.json()
+    rows = body.get("data") or []
+    console.print(
+        f"\n[bold]HTTP API[/] (API key {key_id}, minted for this, read scope): "
+        f"GET {path} → {response.status_code}"
+    )
+    for row in rows:
+        console.print(f"  {row['id']}  {row['eventType']:<15} {row['status']}")
+    ok = response.status_code == 200 and len(rows) == 3
+    ok = ok and all(r["status"] == "succeeded" for r in rows)
+    return Check("the API lists the healthy endpoint's deliveries", ok, f"({response.status_code})")
 
 
 def _register(runtime: Runtime, receiver: Receiver) -> dict[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +21,7 @@ from outbox.errors import ValidationError
 from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint
 from outbox.validation import check_workspace_id
 from worker.endpoints.filters import check_event_filter
+from worker.endpoints.predicate import check_filter
 from worker.endpoints.secretbox import SecretBox
 from worker.endpoints.signing import new_signing_secret
 from worker.errors import DeliveriesPending, EndpointNotFound, NothingToUpdate
@@ -54,13 +56,15 @@ def create_endpoint(
     description: str | None = None,
     max_concurrency: int | None = None,
     rate_limit: float | None = None,
+    payload_filter: Mapping[str, Any] | None = None,
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     allowed_networks: Iterable[IPNetwork] = (),
     clock: Clock = utcnow,
 ) -> NewSecret:
     """Validate and add an endpoint to ``session``; returns it with its one-time secret.
     A URL whose host is a literal address outside ``allowed_networks``
-    (``CATENTIO_ALLOWED_NETWORKS``) that the SSRF guard refuses is refused here."""
+    (``CATENTIO_ALLOWED_NETWORKS``) that the SSRF guard refuses is refused here.
+    ``payload_filter`` (:mod:`worker.endpoints.predicate`) narrows the events it gets."""
     check_workspace_id(workspace_id)
     check_endpoint_url(url)
     check_registrable(url, allowed_networks=allowed_networks)
@@ -72,6 +76,7 @@ def create_endpoint(
         raise ValidationError("max concurrency must be at least 1")
     if rate_limit is not None:
         check_rate_limit(rate_limit)
+    predicate = check_filter(payload_filter) if payload_filter is not None else None
     kept, shown = new_signing_secret(scheme)
     now = clock()
     endpoint = Endpoint(
@@ -83,6 +88,7 @@ def create_endpoint(
         scheme=scheme,
         secrets=[{"secret": box.encrypt(kept), "expires_at": None}],
         headers=custom,
+        filter=predicate,
         enabled=True,
         paused=False,
         max_concurrency=max_concurrency,
@@ -160,6 +166,8 @@ class EndpointChanges:
     # 0 clears the endpoint's own limit (the settings' default applies again).
     max_concurrency: int | None = None
     rate_limit: float | None = None
+    # A payload filter; an empty mapping removes the endpoint's filter.
+    payload_filter: Mapping[str, Any] | None = None
 
     def empty(self) -> bool:
         """Whether nothing would change."""
@@ -170,6 +178,7 @@ class EndpointChanges:
             self.description,
             self.max_concurrency,
             self.rate_limit,
+            self.payload_filter,
         )
         return all(v is None for v in fields)
 
@@ -209,6 +218,8 @@ def update_endpoint(
             check_rate_limit(changes.rate_limit, what="rate limit (0 removes it)")
         endpoint.rate_limit = changes.rate_limit or None
         endpoint.rate_tat = None
+    if changes.payload_filter is not None:
+        endpoint.filter = check_filter(changes.payload_filter) if changes.payload_filter else None
     endpoint.updated_at = now
     return endpoint
 
@@ -263,3 +274,12 @@ def delete_endpoint(
         deleted += len(batch)
         if progress is not None:
             progress(len(batch))
+
+
+def get_workspace_endpoint(session: Session, workspace_id: str, endpoint_id: str) -> Endpoint:
+    """The endpoint if it belongs to ``workspace_id``; another workspace's endpoint is
+    :class:`EndpointNotFound` exactly like a missing one, so ids reveal nothing."""
+    endpoint = session.get(Endpoint, endpoint_id)
+    if endpoint is None or endpoint.workspace_id != workspace_id:
+        raise EndpointNotFound(f"no endpoint {endpoint_id!r}")
+    return endpoint

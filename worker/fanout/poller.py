@@ -27,6 +27,7 @@ from outbox.database import is_outage, lock_for_write, skip_locked
 from outbox.models import Delivery, DeliveryStatus, Endpoint, Event
 from worker.availability import Availability, first_line
 from worker.endpoints.filters import matches_any
+from worker.endpoints.predicate import accepting
 from worker.fanout.deliveries import delivery_row, insert_new
 from worker.ops.retention import Retention
 from worker.policy.notices import notice_subject
@@ -107,10 +108,16 @@ class Poller:
                 rows = [
                     delivery_row(event, endpoint, now)
                     for event in events
-                    for endpoint in by_workspace.get(event.workspace_id, ())
-                    if matches_any(endpoint.event_types, event.type)
-                    # An operational event never goes to the endpoint it is about.
-                    and endpoint.id != notice_subject(event)
+                    for endpoint in accepting(
+                        [
+                            e
+                            for e in by_workspace.get(event.workspace_id, ())
+                            if matches_any(e.event_types, event.type)
+                            # An operational event never goes to the endpoint it is about.
+                            and e.id != notice_subject(event)
+                        ],
+                        event,
+                    )
                 ]
                 created = insert_new(session, rows)
                 session.execute(

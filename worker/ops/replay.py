@@ -29,6 +29,7 @@ from outbox.errors import ValidationError
 from outbox.models import FINISHED_STATUSES, Delivery, DeliveryStatus, Endpoint, Trigger
 from worker.delivery.bell import Bell, Reach, Ringing
 from worker.endpoints.filters import matches_any
+from worker.endpoints.predicate import accepting
 from worker.endpoints.registry import get_endpoint
 from worker.errors import BrokerUnavailable, Conflict, EndpointDisabled, EndpointsDisabled
 from worker.fanout.deliveries import delivery_row, insert_new
@@ -173,7 +174,8 @@ def replay_event(
             .where(Endpoint.workspace_id == event.workspace_id, Endpoint.enabled.is_(True))
             .order_by(Endpoint.id)
         )
-        targets = {e.id: e for e in subscribers if matches_any(e.event_types, event.type)}
+        typed = [e for e in subscribers if matches_any(e.event_types, event.type)]
+        targets = {e.id: e for e in accepting(typed, event)}
     candidates = []
     for delivery_id, status, endpoint in rows:
         if targets is not None and endpoint.id not in targets:

@@ -26,6 +26,7 @@ def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
         "scheme": endpoint.scheme,
         "secrets": len(endpoint.secrets),
         "header_names": sorted(endpoint.headers),
+        "filter": endpoint.filter,
         "enabled": endpoint.enabled,
         "disabled_reason": endpoint.disabled_reason,
         "disabled_at": _time(endpoint.disabled_at),
