@@ -40,7 +40,7 @@ from sqlalchemy import func, select
 from outbox import Delivery, DeliveryStatus, publish
 from outbox.database import make_session_factory
 from outbox.migrate import upgrade
-from tests.support.services import TEST_KEY, db_schema_of, engine_for
+from tests.support.services import LOOPBACK, TEST_KEY, db_schema_of, engine_for
 from worker.endpoints.registry import create_endpoint
 from worker.endpoints.secretbox import open_secret_box
 
@@ -140,6 +140,7 @@ def test_deployed_engine_beside_a_plain_httpx_loop(
                 url=f"{receiver.base_url}/ours",
                 event_types=("*",),
                 max_concurrency=CONNECTIONS,
+                allowed_networks=LOOPBACK,
             )
         bodies = [
             json.dumps({"i": i, "pad": "x" * 200}, separators=(",", ":")).encode()
