@@ -343,6 +343,8 @@ def test_racing_successes_stamp_the_endpoint_once(
     the read before it."""
     from sqlalchemy import event
 
+    from outbox.namespace import namespace_of
+
     clock = ManualClock(T0)
     runtime = make_runtime(
         postgres_url, transport=httpx.MockTransport(Handler(*[200] * 8)), clock=clock
@@ -355,9 +357,10 @@ def test_racing_successes_stamp_the_endpoint_once(
     with runtime.sessions() as session:
         ids = session.scalars(select(Delivery.id)).all()
     stamped: list[int] = []
+    update_endpoints = f"UPDATE {namespace_of(runtime.engine).qualified('endpoints')}".upper()
 
     def count(_conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip().upper().startswith("UPDATE ENDPOINTS"):
+        if statement.lstrip().upper().startswith(update_endpoints):
             stamped.append(cursor.rowcount)
 
     event.listen(runtime.engine, "after_cursor_execute", count)
