@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+
+T = TypeVar("T")
 
 DEFAULT_SQLITE_BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for the write lock before giving up."""
@@ -101,3 +106,30 @@ def lock_for_write(session: Session) -> None:
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions that keep loaded attributes after commit (rows are handed to callers)."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A Core connection in a transaction that reads, then writes based on what it read
+    (SQLite: ``BEGIN IMMEDIATE``, see :func:`lock_for_write`); committed on exit.
+
+    A connection the server dropped while it sat in the pool (the engine does not
+    pre-ping on this path) fails the first statement; that is retried once on a fresh
+    connection by :func:`retrying_once`, not by a round trip before every transaction.
+    """
+    with (
+        engine.connect().execution_options(**{_IMMEDIATE: True}) as connection,
+        connection.begin(),
+    ):
+        yield connection
+
+
+def retrying_once(work: Callable[[], T]) -> T:
+    """Run ``work`` (a whole transaction); if it failed because the connection was lost
+    (the pool discarded it), run it once more on a new one."""
+    try:
+        return work()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    return work()

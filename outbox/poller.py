@@ -12,15 +12,15 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from sqlalchemy import Select, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from outbox import ids
 from outbox.clock import Clock, utcnow
@@ -33,6 +33,9 @@ log = structlog.get_logger("outbox.poller")
 
 Dispatch = Callable[[Sequence[str]], None]
 """Asks the workers to look at these deliveries now."""
+
+Waiting = Callable[[], "int | None"]
+"""How many messages wait in the broker's queue, not yet fetched (``None``: unknown)."""
 
 DEFAULT_BATCH_SIZE = 200
 """Events claimed per poll transaction."""
@@ -67,6 +70,9 @@ class Poller:
     clock: Clock = utcnow
     # Finished history older than this is pruned from the loop, a little at a time.
     retention: timedelta | None = None
+    # The broker's queue length, so that what may still be queued is not rung again.
+    waiting: Waiting | None = None
+    _drained_at: datetime | None = field(default=None, init=False, repr=False)
 
     def poll_once(self) -> PollResult:
         """Fan out one batch of waiting events, commit, then dispatch the new deliveries.
@@ -111,9 +117,37 @@ class Poller:
         A lost or unprocessable message, a worker that died mid-attempt (its lease
         expires), a dispatch that failed because the broker was down: all end here.
         Ringing twice is harmless, since an attempt starts only by winning the row's claim.
+
+        What is merely waiting is not rung again, so a backlog does not multiply its own
+        messages: with ``waiting`` known, only deliveries rung before the queue was last
+        seen empty qualify (their message has been fetched); and a delivery a worker left
+        for lack of its endpoint's concurrency budget (``held_by = concurrency``) is left
+        while that endpoint has deliveries in flight: the worker holding them pulls it.
         """
         now = self.clock()
         quiet_since = now - self.sweep_after
+        if self.waiting is not None:
+            try:
+                queued = self.waiting()
+            except Exception as exc:
+                log.warning("outbox.queue_length_unknown", error=repr(exc))
+                queued = None
+            if queued == 0:
+                self._drained_at = now
+            if queued is not None:
+                if self._drained_at is None:
+                    return 0  # never seen empty: everything rung may still be queued
+                quiet_since = min(quiet_since, self._drained_at)
+        busy = aliased(Delivery)
+        in_flight = (
+            select(busy.id)
+            .where(
+                busy.endpoint_id == Delivery.endpoint_id,
+                busy.lease_until.is_not(None),
+                busy.lease_until > now,
+            )
+            .exists()
+        )
         with self.session_factory() as session, session.begin():
             lock_for_write(session)
             query = (
@@ -123,6 +157,11 @@ class Poller:
                     Delivery.next_attempt_at <= quiet_since,
                     or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
                     or_(Delivery.rung_at.is_(None), Delivery.rung_at <= quiet_since),
+                    or_(
+                        Delivery.held_by.is_(None),
+                        Delivery.held_by != "concurrency",
+                        ~in_flight,
+                    ),
                 )
                 .order_by(Delivery.next_attempt_at)
                 .limit(limit)

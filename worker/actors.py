@@ -1,18 +1,26 @@
-"""The delivery actor, declared on a broker that was built first (no global broker)."""
+"""The delivery actor, declared on a broker that was built first (no global broker).
+
+A message rings a batch of deliveries (a list of ids; a single id, as older versions
+sent, is accepted too). The actor only claims and hands the claims to the engine's
+sending loop; the engine records them and rings retries itself.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import dramatiq
 import structlog
 
 from outbox.errors import OwnFailure
-from worker.delivery import Deliverer
+from worker.engine.engine import DeliveryEngine
 from worker.settings import Settings
 
 log = structlog.get_logger("worker.actors")
 
-DeliverActor = dramatiq.Actor[[str], None]
-"""The delivery actor's type: takes a delivery id."""
+DeliverActor = dramatiq.Actor[..., None]
+"""The delivery actor's type: ``deliver(delivery_ids, pull=None, slots=0)``: a list of
+delivery ids, or (``pull``) an endpoint whose backlog to claim ``slots`` of."""
 
 DELIVER = "deliver"
 """The actor's name on the broker."""
@@ -29,22 +37,14 @@ def _retry_own_failures(retries: int, exception: BaseException) -> bool:
 
 
 def declare_deliver_actor(
-    broker: dramatiq.Broker, deliverer: Deliverer, settings: Settings
+    broker: dramatiq.Broker, engine: DeliveryEngine, settings: Settings
 ) -> DeliverActor:
-    """Declare ``deliver(delivery_id)`` on ``broker``; it re-sends itself when a retry is
-    scheduled, with the delay the policy chose."""
+    """Declare ``deliver(delivery_ids)`` on ``broker`` and start the engine's recorder,
+    which rings retries (delayed messages) through the same actor."""
 
-    def deliver(delivery_id: str) -> None:
-        result = deliverer.deliver(delivery_id)
-        try:
-            for released in result.released:  # the circuit closed: due now
-                actor.send(released)
-            if result.retry_in is not None:
-                delay_ms = max(0, int(result.retry_in.total_seconds() * 1000))
-                actor.send_with_options(args=(delivery_id,), delay=delay_ms)
-        except Exception as exc:
-            # The rows already hold their next attempt times; the sweeper rings them.
-            log.warning("delivery.resend_failed", error=repr(exc))
+    def deliver(delivery_ids: list[str] | str, pull: str | None = None, slots: int = 0) -> None:
+        ids = [delivery_ids] if isinstance(delivery_ids, str) else list(delivery_ids)
+        engine.ring(ids, pull, slots)
 
     time_limit_ms = int((settings.lease_duration.total_seconds() + 30) * 1000)
     actor: DeliverActor = dramatiq.actor(
@@ -56,4 +56,10 @@ def declare_deliver_actor(
         max_backoff=60_000,
         time_limit=time_limit_ms,
     )(deliver)
+
+    def ring(delivery_ids: Sequence[str], delay_ms: int, pull: str | None, slots: int) -> None:
+        kwargs = {"pull": pull, "slots": slots} if pull is not None else {}
+        actor.send_with_options(args=(list(delivery_ids),), kwargs=kwargs, delay=delay_ms or None)
+
+    engine.start(ring)
     return actor

@@ -13,11 +13,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
 
 from outbox.errors import BrokerUnavailable
 from worker.actors import DELIVER
 from worker.broker import build_broker
 from worker.settings import Settings
+
+RING_BATCH = 100
+"""Delivery ids per message: one claim transaction's worth."""
 
 
 class Bell:
@@ -42,18 +47,32 @@ class Bell:
         the rows stay pending and the poller's sweeper rings them later.
         """
         try:
-            for delivery_id in delivery_ids:
+            for start in range(0, len(delivery_ids), RING_BATCH):
                 self._broker.enqueue(
                     dramatiq.Message(
                         queue_name=self._queue_name,
                         actor_name=DELIVER,
-                        args=(delivery_id,),
+                        args=(list(delivery_ids[start : start + RING_BATCH]),),
                         kwargs={},
                         options={},
                     )
                 )
         except Exception as exc:
             raise BrokerUnavailable(f"cannot enqueue deliveries: {exc!r}") from exc
+
+    def waiting(self) -> int | None:
+        """Messages waiting in the queue, not yet fetched by any worker (``None`` if this
+        broker cannot tell). The sweeper does not re-ring what may still be queued."""
+        try:
+            if isinstance(self._broker, RedisBroker):
+                key = f"{self._broker.namespace}:{self._queue_name}"
+                return int(self._broker.client.llen(key))
+            if isinstance(self._broker, StubBroker):
+                queue = self._broker.queues.get(self._queue_name)
+                return queue.qsize() if queue is not None else 0
+        except Exception as exc:
+            raise BrokerUnavailable(f"cannot read the queue's length: {exc!r}") from exc
+        return None
 
     def close(self) -> None:
         """Close the broker's connections."""

@@ -1,4 +1,5 @@
-"""Wiring: the engine, sessions, secret box, HTTP sender, broker and actor of one process.
+"""Wiring: the database, secret box, sending loop, delivery engine, broker and actor of
+one process.
 
 ``Runtime.open(settings)`` builds everything from settings, in that order, with the
 edges (HTTP transport, clock) injectable for tests. The command line, the embedded
@@ -26,9 +27,12 @@ from outbox.poller import Dispatch, Poller
 from worker.actors import DeliverActor, declare_deliver_actor
 from worker.bell import Bell
 from worker.broker import build_broker
-from worker.delivery import Deliverer
+from worker.engine.engine import DeliveryEngine
+from worker.engine.keys import KeyCache
+from worker.engine.loop import SendingLoop
+from worker.engine.send import AsyncSender
+from worker.engine.transport import async_transport_for
 from worker.secretbox import SecretBox, open_secret_box
-from worker.sender import Sender
 from worker.settings import Settings
 from worker.transport import GuardedTransport
 
@@ -63,11 +67,13 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     box: SecretBox
-    client: httpx.Client
+    loop: SendingLoop
+    client: httpx.AsyncClient
     broker: dramatiq.Broker
     actor: DeliverActor
-    deliverer: Deliverer
-    dispatch: Dispatch
+    deliverer: DeliveryEngine
+    bell: Bell
+    hot_engine: Engine
     clock: Clock = utcnow
     _workers: list[dramatiq.Worker] = field(default_factory=list)
 
@@ -76,7 +82,7 @@ class Runtime:
         cls,
         settings: Settings,
         *,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
         clock: Clock = utcnow,
         migrate: bool | None = None,
     ) -> Runtime:
@@ -92,20 +98,36 @@ class Runtime:
         except BaseException:
             engine.dispose()
             raise
-        client = httpx.Client(
-            transport=transport or GuardedTransport(allowed_networks=settings.allowed_networks),
+        # The hot path (claims, records) skips pool_pre_ping's round trip per
+        # transaction and retries once on a dropped connection instead. SQLite: the
+        # same engine (an in-memory database exists once per engine).
+        hot_engine = (
+            engine
+            if is_sqlite(settings.database_url)
+            else make_engine(settings.database_url, pool_pre_ping=False)
+        )
+        loop = SendingLoop()
+        client = httpx.AsyncClient(
+            transport=async_transport_for(
+                transport or GuardedTransport(allowed_networks=settings.allowed_networks)
+            ),
             trust_env=False,
             follow_redirects=False,
         )
-        sender = Sender(
+        sender = AsyncSender(
             client,
             timeout=settings.request_timeout,
             connect_timeout=settings.connect_timeout,
             max_response_bytes=settings.max_response_bytes,
             max_header_bytes=settings.max_header_bytes,
         )
-        deliverer = Deliverer(
-            session_factory=sessions, sender=sender, box=box, settings=settings, clock=clock
+        deliverer = DeliveryEngine(
+            engine=hot_engine,
+            sender=sender,
+            loop=loop,
+            keys=KeyCache(box),
+            settings=settings,
+            clock=clock,
         )
         broker = build_broker(settings)
         actor = declare_deliver_actor(broker, deliverer, settings)
@@ -114,19 +136,27 @@ class Runtime:
             engine=engine,
             sessions=sessions,
             box=box,
+            loop=loop,
             client=client,
             broker=broker,
             actor=actor,
             deliverer=deliverer,
-            dispatch=Bell(broker, queue_name=settings.queue_name).ring,
+            bell=Bell(broker, queue_name=settings.queue_name),
+            hot_engine=hot_engine,
             clock=clock,
         )
+
+    @property
+    def dispatch(self) -> Dispatch:
+        """Rings this runtime's actor (the poller's and the replays' way in)."""
+        return self.bell.ring
 
     def poller(self) -> Poller:
         """A poller that dispatches to this runtime's actor."""
         return Poller(
             session_factory=self.sessions,
             dispatch=self.dispatch,
+            waiting=self.bell.waiting,
             batch_size=self.settings.poll_batch_size,
             sweep_after=self.settings.sweep_after,
             clock=self.clock,
@@ -150,8 +180,14 @@ class Runtime:
         for worker in self._workers:
             worker.stop(timeout=int(self.settings.lease_duration.total_seconds() * 1000))
         self._workers.clear()
+        self.deliverer.close(timeout=self.settings.request_timeout + 1)
         self.broker.close()
-        self.client.close()
+        try:
+            self.loop.call(self.client.aclose(), timeout=5)
+        finally:
+            self.loop.close()
+        if self.hot_engine is not self.engine:
+            self.hot_engine.dispose()
         self.engine.dispose()
 
     @contextmanager

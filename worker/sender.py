@@ -33,7 +33,7 @@ class SendResult:
     error: SendError | None = field(default=None)
 
 
-def _headers(response: httpx.Response, limit: int) -> dict[str, str]:
+def response_headers(response: httpx.Response, limit: int) -> dict[str, str]:
     headers: dict[str, str] = {}
     size = 0
     for name, value in response.headers.multi_items():
@@ -94,7 +94,7 @@ class Sender:
         return SendResult(duration=time.monotonic() - started, response=response)
 
     def _read(self, http_response: httpx.Response) -> Response:
-        headers = _headers(http_response, self._max_header_bytes)
+        headers = response_headers(http_response, self._max_header_bytes)
         buffer = bytearray()
         truncated = False
         body_error: SendError | None = None

@@ -166,11 +166,15 @@ class GuardedTransport(httpx.HTTPTransport):
         limits: httpx.Limits = DEFAULT_LIMITS,
     ) -> None:
         super().__init__(verify=verify, trust_env=False, limits=limits)
+        self.allowed_networks = tuple(allowed_networks)
+        self.resolver = resolver
         ssl_context = httpx.create_ssl_context(verify=verify, trust_env=False)
         self._pool = httpcore.ConnectionPool(
             ssl_context=ssl_context,
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GuardedBackend(allowed_networks=allowed_networks, resolver=resolver),
+            network_backend=GuardedBackend(
+                allowed_networks=self.allowed_networks, resolver=resolver
+            ),
         )

@@ -74,3 +74,38 @@ def test_dead_broker_keeps_deliveries_pending_until_the_sweeper_rings(
         time.sleep(0.05)
     with live.sessions() as session:
         assert session.scalars(select(Delivery.status)).one() == DeliveryStatus.SUCCEEDED
+
+
+def test_the_bell_rings_a_batch_per_message_and_counts_what_waits(
+    redis_server: str, redis_namespace: str
+) -> None:
+    """250 deliveries are three messages (100 ids each at most), and ``waiting`` sees
+    the three in Redis until a worker fetches them; a dead Redis is BrokerUnavailable."""
+    from worker.bell import Bell
+
+    settings = Settings(redis_url=redis_server, redis_namespace=redis_namespace)
+    broker = build_broker(settings)
+    bell = Bell(broker, queue_name=settings.queue_name)
+    try:
+        broker.declare_queue(settings.queue_name)
+        assert bell.waiting() == 0
+        bell.ring([f"dlv_{i}" for i in range(250)])
+        assert bell.waiting() == 3
+        sizes = []
+        for _ in range(3):
+            (message,) = broker.client.lrange(f"{redis_namespace}:{settings.queue_name}", 0, 0)
+            raw = broker.client.hget(f"{redis_namespace}:{settings.queue_name}.msgs", message)
+            import dramatiq
+
+            sizes.append(len(dramatiq.Message.decode(raw).args[0]))
+            broker.client.lpop(f"{redis_namespace}:{settings.queue_name}")
+        assert sorted(sizes) == [50, 100, 100]
+    finally:
+        broker.close()
+    dead = Bell(
+        build_broker(Settings(redis_url="redis://127.0.0.1:1/0", redis_namespace=redis_namespace)),
+        queue_name=settings.queue_name,
+    )
+    with pytest.raises(BrokerUnavailable):
+        dead.waiting()
+    dead.close()

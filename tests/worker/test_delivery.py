@@ -203,16 +203,21 @@ def test_dead_database_spends_no_attempt(
     runtime = make_runtime(sqlite_url, transport=httpx.MockTransport(handler), clock=clock)
     _, _, delivery = one_delivery(runtime, add_endpoint, clock)
     from sqlalchemy import create_engine
-    from sqlalchemy.orm import sessionmaker
 
     dead = create_engine(
         "postgresql+psycopg://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 1}
     )
-    runtime.deliverer._sessions = sessionmaker(dead)
+    runtime.deliverer.database = dead
     with pytest.raises(DatabaseUnavailable):
         runtime.deliverer.deliver(delivery.id)
     dead.dispose()
     assert handler.requests == []
+
+
+def recorded(runtime: Any, attempts: int) -> bool:
+    """Whether the recorder has written this many attempts."""
+    with runtime.sessions() as session:
+        return len(session.scalars(select(Attempt)).all()) >= attempts
 
 
 def test_actor_resends_itself_with_the_scheduled_delay(
@@ -235,6 +240,8 @@ def test_actor_resends_itself_with_the_scheduled_delay(
     while len(handler.requests) < 2 and time.monotonic() < deadline:
         time.sleep(0.02)
     runtime.broker.join(runtime.settings.queue_name, timeout=10_000)
+    while not recorded(runtime, 2) and time.monotonic() < deadline:  # recorded after the POST
+        time.sleep(0.02)
     assert len(handler.requests) == 2
     with runtime.sessions() as session:
         row = session.scalars(select(Delivery)).one()

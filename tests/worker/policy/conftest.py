@@ -1,6 +1,6 @@
 """Fixtures for the delivery-policy, endpoint-health and security tests.
 
-``harness`` drives the real Deliverer one call at a time with a clock the test moves,
+``harness`` drives the real delivery engine one call at a time with a clock the test moves,
 against a real HTTP receiver on loopback and a real database, so every policy decision
 can be observed without sleeping.
 """
@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from outbox import Attempt, Delivery, Endpoint, Event, Poller, publish
 from tests.conftest import ManualClock
-from worker.delivery import Result
+from worker.engine.results import Result
 from worker.endpoints import NewSecret
 from worker.receiver import Receiver, Reply
 from worker.runtime import Runtime
@@ -65,7 +65,7 @@ class Harness:
         return self.fan_out()
 
     def deliver(self, delivery_id: str) -> Result:
-        """One call of the Deliverer, as the actor makes it."""
+        """One call of the engine for one delivery."""
         return self.runtime.deliverer.deliver(delivery_id)
 
     def due(self, delivery_id: str) -> Result:

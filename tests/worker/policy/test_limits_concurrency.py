@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from outbox import Delivery, DeliveryStatus, publish
 from tests.conftest import TEST_KEY
 from tests.worker.policy.conftest import Gauge, Harness, Switch, statuses, wait_until
-from worker.delivery import Hold
+from worker.admission import Hold
 from worker.receiver import Receiver, always
 from worker.runtime import Runtime
 

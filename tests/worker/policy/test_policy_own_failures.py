@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from outbox import DeliveryStatus, Poller
 from outbox.errors import BrokerUnavailable, DatabaseUnavailable
-from tests.worker.policy.conftest import Harness
+from tests.worker.policy.conftest import Harness, wait_until
 from worker.receiver import Reply
 
 
@@ -29,23 +28,24 @@ def dead_engine() -> Iterator[Engine]:
 
 
 class Outage:
-    """A session factory that fails like a database that went away, while ``down``."""
+    """An engine that fails like a database that went away, while ``down``."""
 
-    def __init__(self, real: sessionmaker[Session], dead: Engine) -> None:
+    def __init__(self, real: Engine, dead: Engine) -> None:
         self.real = real
-        self.dead = sessionmaker(dead)
+        self.dead = dead
+        self.dialect = real.dialect
         self.down = False
 
-    def __call__(self) -> Session:
-        return self.dead() if self.down else self.real()
+    def connect(self) -> Any:
+        return self.dead.connect() if self.down else self.real.connect()
 
 
 def test_database_outages_spend_no_attempt(harness: Harness, dead_engine: Engine) -> None:
     """Database down when the message arrives: nothing is sent. Down while recording the
     result: the attempt is not counted, the lease runs out, and the next try is attempt
     number 1 again (the receiver may see the event twice: at-least-once)."""
-    outage = Outage(harness.runtime.sessions, dead_engine)
-    harness.runtime.deliverer._sessions = outage  # type: ignore[assignment]
+    outage = Outage(harness.runtime.deliverer.database, dead_engine)
+    harness.runtime.deliverer.database = outage  # type: ignore[assignment]
 
     def answer_then_fail(_n: int) -> Reply:
         outage.down = True  # the database goes while the receiver is answering
@@ -100,6 +100,8 @@ def test_a_broker_outage_when_rescheduling_loses_nothing(
 
     monkeypatch.setattr(harness.runtime.actor, "send_with_options", broker_down)
     harness.runtime.actor.fn(delivery_id)  # as a worker thread runs it: no exception
+    # The actor hands the claim to the sending loop; the recorder writes the attempt.
+    wait_until(lambda: harness.delivery(delivery_id).attempt_count == 1)
     row = harness.delivery(delivery_id)
     assert (row.status, row.attempt_count) == (DeliveryStatus.PENDING, 1)
     assert row.next_attempt_at is not None
