@@ -84,6 +84,8 @@ class Endpoint(Base):
 
     max_concurrency: Mapped[int | None] = mapped_column(Integer)
     rate_limit: Mapped[float | None] = mapped_column(Float)
+    # "fifo": one delivery in flight at a time, in event order (NULL: unordered).
+    ordering: Mapped[str | None] = mapped_column(String(8))
 
     # Health, kept by the delivery actor.
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)

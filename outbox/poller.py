@@ -121,8 +121,9 @@ class Poller:
         What is merely waiting is not rung again, so a backlog does not multiply its own
         messages: with ``waiting`` known, only deliveries rung before the queue was last
         seen empty qualify (their message has been fetched); and a delivery a worker left
-        for lack of its endpoint's concurrency budget (``held_by = concurrency``) is left
-        while that endpoint has deliveries in flight: the worker holding them pulls it.
+        for lack of its endpoint's concurrency budget, or behind the head of an ordered
+        endpoint (``held_by`` ``concurrency``, ``ordering``), is left while that endpoint
+        has a delivery in flight: the worker holding it pulls the next.
         """
         now = self.clock()
         quiet_since = now - self.sweep_after
@@ -159,7 +160,7 @@ class Poller:
                     or_(Delivery.rung_at.is_(None), Delivery.rung_at <= quiet_since),
                     or_(
                         Delivery.held_by.is_(None),
-                        Delivery.held_by != "concurrency",
+                        Delivery.held_by.not_in(("concurrency", "ordering")),
                         ~in_flight,
                     ),
                 )

@@ -39,6 +39,8 @@ class Hold:
     CIRCUIT = "circuit"
     CONCURRENCY = "concurrency"
     RATE = "rate"
+    ORDERING = "ordering"
+    """Behind the head of a ``fifo`` endpoint, which is not done yet."""
 
 
 @dataclass(frozen=True)

@@ -108,3 +108,21 @@ def map_httpx_error(exc: httpx.HTTPError | httpx.InvalidURL) -> SendError:
     if isinstance(exc, httpx.TransportError):
         return TLSFailed(message) if _caused_by_ssl(exc) else NetworkFailed(message)
     return NetworkFailed(message)
+
+
+def map_aiohttp_error(exc: BaseException) -> SendError:
+    """Translate an aiohttp exception (the sending loop's client) into our ``SendError``."""
+    import aiohttp  # the loop's client; the synchronous paths never import it
+
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, aiohttp.InvalidURL):
+        return InvalidURL(message)
+    if isinstance(exc, aiohttp.ServerTimeoutError | TimeoutError):
+        return SendTimeout(message)
+    if isinstance(exc, aiohttp.ClientSSLError) or _caused_by_ssl(exc):
+        return TLSFailed(message)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ConnectFailed(message)
+    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.ClientPayloadError):
+        return ProtocolFailed(message)
+    return NetworkFailed(message)

@@ -30,11 +30,9 @@ from worker.broker import build_broker
 from worker.engine.engine import DeliveryEngine
 from worker.engine.keys import KeyCache
 from worker.engine.loop import SendingLoop
-from worker.engine.send import AsyncSender
-from worker.engine.transport import async_transport_for
+from worker.engine.send import AsyncSender, sender_for
 from worker.secretbox import SecretBox, open_secret_box
 from worker.settings import Settings
-from worker.transport import GuardedTransport
 
 log = structlog.get_logger("worker.runtime")
 
@@ -68,7 +66,7 @@ class Runtime:
     sessions: sessionmaker[Session]
     box: SecretBox
     loop: SendingLoop
-    client: httpx.AsyncClient
+    sender: AsyncSender
     broker: dramatiq.Broker
     actor: DeliverActor
     deliverer: DeliveryEngine
@@ -107,20 +105,7 @@ class Runtime:
             else make_engine(settings.database_url, pool_pre_ping=False)
         )
         loop = SendingLoop()
-        client = httpx.AsyncClient(
-            transport=async_transport_for(
-                transport or GuardedTransport(allowed_networks=settings.allowed_networks)
-            ),
-            trust_env=False,
-            follow_redirects=False,
-        )
-        sender = AsyncSender(
-            client,
-            timeout=settings.request_timeout,
-            connect_timeout=settings.connect_timeout,
-            max_response_bytes=settings.max_response_bytes,
-            max_header_bytes=settings.max_header_bytes,
-        )
+        sender = sender_for(settings, transport)
         deliverer = DeliveryEngine(
             engine=hot_engine,
             sender=sender,
@@ -137,7 +122,7 @@ class Runtime:
             sessions=sessions,
             box=box,
             loop=loop,
-            client=client,
+            sender=sender,
             broker=broker,
             actor=actor,
             deliverer=deliverer,
@@ -183,7 +168,7 @@ class Runtime:
         self.deliverer.close(timeout=self.settings.request_timeout + 1)
         self.broker.close()
         try:
-            self.loop.call(self.client.aclose(), timeout=5)
+            self.loop.call(self.sender.aclose(), timeout=5)
         finally:
             self.loop.close()
         if self.hot_engine is not self.engine:

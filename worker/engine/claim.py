@@ -20,10 +20,13 @@ One transaction claims every delivery of a batch that may go now:
    (``concurrency``, the one-at-a-time API) or, from the sending loop, left due and
    marked ``held_by = concurrency`` for the worker that holds the budget to pull as
    slots free (the sweeper leaves them alone while that endpoint has a live lease);
-5. an endpoint that needs a decision under its row lock (disabled, paused, circuit
+5. a ``fifo`` endpoint (ordered delivery) may have one delivery in flight: its oldest
+   pending one by event, once due; every other candidate waits behind it (``ordering``)
+   until it has succeeded, failed for good or been skipped, however many messages ring;
+6. an endpoint that needs a decision under its row lock (disabled, paused, circuit
    open, rate limited) goes through ``worker.admission`` one delivery at a time, with its
    row locked, as before: those are the rare, slow cases;
-6. the events' bodies of what was claimed, in one statement.
+7. the events' bodies of what was claimed, in one statement.
 """
 
 from __future__ import annotations
@@ -137,6 +140,7 @@ _ENDPOINTS = select(
     E.c.consecutive_failures,
     E.c.failing_since,
     E.c.probe_delivery_id,
+    E.c.ordering,
     _BUSY.label("busy"),
 ).where(E.c.id.in_(bindparam("ids", expanding=True)))
 
@@ -177,9 +181,21 @@ _MARK_LEFT = (
     .where(
         D.c.id.in_(bindparam("ids", expanding=True)),
         *_CLAIMABLE,
-        or_(D.c.held_by.is_(None), D.c.held_by != Hold.CONCURRENCY),
+        or_(D.c.held_by.is_(None), D.c.held_by != bindparam("reason")),
     )
-    .values(held_by=Hold.CONCURRENCY)
+    .values(held_by=bindparam("reason"))
+)
+
+FIFO = "fifo"
+"""``endpoints.ordering`` of an endpoint that gets its deliveries one at a time, in
+event order."""
+
+_HEAD = (
+    select(D.c.id, D.c.endpoint_id, D.c.held_by, D.c.next_attempt_at, D.c.lease_until)
+    .select_from(D.join(EV, EV.c.id == D.c.event_id))
+    .where(D.c.endpoint_id == bindparam("endpoint_id"), D.c.status == DeliveryStatus.PENDING)
+    .order_by(EV.c.created_at, EV.c.id)
+    .limit(1)
 )
 
 _EVENTS = select(EV.c.id, EV.c.type, EV.c.body).where(EV.c.id.in_(bindparam("ids", expanding=True)))
@@ -231,71 +247,103 @@ class Claimer:
         room: int,
         leave_over_budget: bool,
     ) -> ClaimBatch:
+        with write_transaction(self.database) as connection:
+            return self.claim_in(connection, ids, endpoint_id, room, leave_over_budget)
+
+    def pull_in(self, connection: Connection, endpoint_id: str, room: int) -> ClaimBatch:
+        """:meth:`pull` inside the caller's transaction (the recorder's: the slots its
+        records freed are refilled in the same transaction)."""
+        return self.claim_in(connection, (), endpoint_id, room, True)
+
+    def claim_in(
+        self,
+        connection: Connection,
+        ids: Sequence[str],
+        endpoint_id: str | None,
+        room: int,
+        leave_over_budget: bool,
+    ) -> ClaimBatch:
+        """The claim, in ``connection``'s transaction (see the module's docstring)."""
         batch = ClaimBatch()
         now = self._clock()
-        with write_transaction(self.database) as connection:
-            if endpoint_id is None:
-                found = connection.execute(_CANDIDATES, {"ids": list(ids), "now": now}).all()
-            else:
-                found = connection.execute(
-                    _BACKLOG, {"endpoint_id": endpoint_id, "now": now, "limit": room}
-                ).all()
-            seen = {row.id for row in found}
-            batch.results.update((i, NOT_CLAIMED) for i in ids if i not in seen)
-            if not found:
-                return batch
-            by_endpoint: dict[str, list[Any]] = defaultdict(list)
-            for row in found:
-                by_endpoint[row.endpoint_id].append(row)
-            if self._postgres:
-                connection.execute(
-                    _ADVISORY_LOCKS, {"namespace": ADVISORY_NAMESPACE, "ids": sorted(by_endpoint)}
-                )
-            endpoints = {
-                row.id: row
-                for row in connection.execute(_ENDPOINTS, {"ids": sorted(by_endpoint), "now": now})
-            }
-            token = secrets.token_hex(16)
-            lease: list[str] = []
-            targets: dict[str, Target] = {}
-            claimed: list[Any] = []
-            for endpoint_id_, candidates in sorted(by_endpoint.items()):
-                endpoint = endpoints.get(endpoint_id_)
-                if endpoint is None:  # deleted meanwhile (its deliveries go with it)
-                    batch.results.update((c.id, NOT_CLAIMED) for c in candidates)
-                    continue
-                targets[endpoint_id_] = _target(endpoint, self._settings.circuit_threshold)
-                if self._needs_lock(endpoint):
-                    claimed += self._one_by_one(
-                        connection, endpoint_id_, candidates, token, now, batch
+        if endpoint_id is None:
+            found = connection.execute(_CANDIDATES, {"ids": list(ids), "now": now}).all()
+        else:
+            found = connection.execute(
+                _BACKLOG, {"endpoint_id": endpoint_id, "now": now, "limit": room}
+            ).all()
+        seen = {row.id for row in found}
+        batch.results.update((i, NOT_CLAIMED) for i in ids if i not in seen)
+        if not found:
+            return batch
+        by_endpoint: dict[str, list[Any]] = defaultdict(list)
+        for row in found:
+            by_endpoint[row.endpoint_id].append(row)
+        if self._postgres:
+            connection.execute(
+                _ADVISORY_LOCKS, {"namespace": ADVISORY_NAMESPACE, "ids": sorted(by_endpoint)}
+            )
+        endpoints = {
+            row.id: row
+            for row in connection.execute(_ENDPOINTS, {"ids": sorted(by_endpoint), "now": now})
+        }
+        token = secrets.token_hex(16)
+        lease: list[str] = []
+        targets: dict[str, Target] = {}
+        claimed: list[Any] = []
+        for endpoint_id_, candidates in sorted(by_endpoint.items()):
+            endpoint = endpoints.get(endpoint_id_)
+            if endpoint is None:  # deleted meanwhile (its deliveries go with it)
+                batch.results.update((c.id, NOT_CLAIMED) for c in candidates)
+                continue
+            targets[endpoint_id_] = _target(endpoint, self._settings.circuit_threshold)
+            if endpoint.ordering == FIFO:
+                candidates, behind = self._head(connection, endpoint, candidates, now)
+                if behind:
+                    self._over_budget(
+                        connection,
+                        endpoint_id_,
+                        behind,
+                        now,
+                        batch,
+                        leave_over_budget,
+                        reason=Hold.ORDERING,
                     )
+                if not candidates or len(lease) >= room:
                     continue
-                limit = endpoint.max_concurrency or self._settings.max_concurrency
-                budget = max(0, min(limit - endpoint.busy, room - len(lease)))
-                lease += [c.id for c in candidates[:budget]]
-                over = [c.id for c in candidates[budget:]]
-                if over:
-                    self._over_budget(connection, endpoint_id_, over, now, batch, leave_over_budget)
-            if lease:
-                claimed += connection.execute(
-                    _LEASE,
-                    {
-                        "ids": lease,
-                        "now": now,
-                        "lease_end": now + self._settings.lease_duration,
-                        "token": token,
-                    },
-                ).all()
-            won = {row.id for row in claimed}
-            batch.results.update((i, NOT_CLAIMED) for i in lease if i not in won)
-            if not claimed:
-                return batch
-            events = {
-                row.id: row
-                for row in connection.execute(
-                    _EVENTS, {"ids": sorted({row.event_id for row in claimed})}
-                )
-            }
+            if self._needs_lock(endpoint):
+                claimed += self._one_by_one(connection, endpoint_id_, candidates, token, now, batch)
+                continue
+            limit = (
+                1
+                if endpoint.ordering == FIFO
+                else endpoint.max_concurrency or self._settings.max_concurrency
+            )
+            budget = max(0, min(limit - endpoint.busy, room - len(lease)))
+            lease += [c.id for c in candidates[:budget]]
+            over = [c.id for c in candidates[budget:]]
+            if over:
+                self._over_budget(connection, endpoint_id_, over, now, batch, leave_over_budget)
+        if lease:
+            claimed += connection.execute(
+                _LEASE,
+                {
+                    "ids": lease,
+                    "now": now,
+                    "lease_end": now + self._settings.lease_duration,
+                    "token": token,
+                },
+            ).all()
+        won = {row.id for row in claimed}
+        batch.results.update((i, NOT_CLAIMED) for i in lease if i not in won)
+        if not claimed:
+            return batch
+        events = {
+            row.id: row
+            for row in connection.execute(
+                _EVENTS, {"ids": sorted({row.event_id for row in claimed})}
+            )
+        }
         for row in sorted(claimed, key=lambda r: r.id):
             event = events[row.event_id]
             batch.claims.append(
@@ -323,6 +371,23 @@ class Claimer:
             or self._settings.rate_limit
         )
 
+    def _head(
+        self, connection: Connection, endpoint: Any, candidates: list[Any], now: datetime
+    ) -> tuple[list[Any], list[str]]:
+        """A ``fifo`` endpoint: only its oldest pending delivery (by event) may go, and
+        only when it is due and nothing of the endpoint is in flight. Returns the head
+        to claim (if any) and the candidates that wait behind it."""
+        head = connection.execute(_HEAD, {"endpoint_id": endpoint.id}).one_or_none()
+        behind = [c.id for c in candidates if head is None or c.id != head.id]
+        free = (
+            head is not None
+            and endpoint.busy == 0
+            and head.next_attempt_at is not None
+            and head.next_attempt_at <= now
+            and (head.lease_until is None or head.lease_until < now)
+        )
+        return ([head] if free else []), behind
+
     def _over_budget(
         self,
         connection: Connection,
@@ -331,16 +396,17 @@ class Claimer:
         now: datetime,
         batch: ClaimBatch,
         leave: bool,
+        reason: str = Hold.CONCURRENCY,
     ) -> None:
         if leave:
             # Still due, but marked: the sweeper leaves them to the worker holding the
             # endpoint's budget while it has deliveries in flight, which pulls them.
-            connection.execute(_MARK_LEFT, {"ids": over, "now": now})
+            connection.execute(_MARK_LEFT, {"ids": over, "now": now, "reason": reason})
             batch.saturated.add(endpoint_id)
             batch.results.update((i, LEFT) for i in over)
             log.info(
                 "delivery.held",
-                held_by=Hold.CONCURRENCY,
+                held_by=reason,
                 endpoint_id=endpoint_id,
                 deliveries=len(over),
                 left_for="the worker holding the budget",
@@ -348,14 +414,13 @@ class Claimer:
             return
         delay = self._admission.spread(self._settings.limited_retry)
         connection.execute(
-            _HOLD_UNCLAIMED,
-            {"ids": over, "now": now, "until": now + delay, "reason": Hold.CONCURRENCY},
+            _HOLD_UNCLAIMED, {"ids": over, "now": now, "until": now + delay, "reason": reason}
         )
         for delivery_id in over:
-            batch.results[delivery_id] = Result(POSTPONED, delay, held_by=Hold.CONCURRENCY)
+            batch.results[delivery_id] = Result(POSTPONED, delay, held_by=reason)
             log.info(
                 "delivery.held",
-                held_by=Hold.CONCURRENCY,
+                held_by=reason,
                 delivery_id=delivery_id,
                 endpoint_id=endpoint_id,
                 retry_in_s=round(delay.total_seconds(), 3),
