@@ -250,11 +250,6 @@ class Claimer:
         with write_transaction(self.database) as connection:
             return self.claim_in(connection, ids, endpoint_id, room, leave_over_budget)
 
-    def pull_in(self, connection: Connection, endpoint_id: str, room: int) -> ClaimBatch:
-        """:meth:`pull` inside the caller's transaction (the recorder's: the slots its
-        records freed are refilled in the same transaction)."""
-        return self.claim_in(connection, (), endpoint_id, room, True)
-
     def claim_in(
         self,
         connection: Connection,

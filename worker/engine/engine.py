@@ -10,11 +10,9 @@ Two ways in, one code path:
   recorder thread, which writes whatever has finished in one transaction, then rings
   retries (one delayed message per group of similar delays) and released deliveries,
   and *pulls*: an endpoint whose due deliveries were left for lack of budget gets its
-  freed slots refilled from its backlog by the worker that freed them, in the very
-  transaction that records them, so a long backlog drains without a message per
-  delivery and without re-ringing; once per ``limited_retry`` one freed slot is offered
-  through the broker instead (a pull message any worker may take), so every worker
-  process takes part.
+  freed slots refilled from its backlog at once by the worker that freed them, so a
+  long backlog drains without a message per delivery and without re-ringing; a delayed
+  pull message now and then lets every worker process take part.
 """
 
 from __future__ import annotations
@@ -30,7 +28,7 @@ from datetime import timedelta
 from functools import partial
 
 import structlog
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from outbox.clock import Clock, utcnow
@@ -154,7 +152,7 @@ class DeliveryEngine:
         if batch.claims:
             finished = [self._loop.submit(self._attempt(claim)).result() for claim in batch.claims]
             try:
-                recorded, _ = self._recorder.record(finished)
+                recorded = self._recorder.record(finished)
             except SQLAlchemyError as exc:
                 # The requests went out but cannot be recorded. No attempt is counted;
                 # the leases expire and the sweeper rings again: at-least-once.
@@ -203,20 +201,18 @@ class DeliveryEngine:
             for claim in batch.claims:
                 self._flying[claim.target.id] += 1
             self._saturated |= batch.saturated
-            idle = [
-                e
-                for e in batch.saturated
-                if not self._flying[e] and now - self._shared.get(e, -every) >= every
-            ]
-            for endpoint_id in idle:
+            shared = [e for e in batch.saturated if now - self._shared.get(e, -every) >= every]
+            for endpoint_id in shared:
                 self._shared[endpoint_id] = now
         for claim in batch.claims:
             future = self._loop.submit(self._attempt(claim))
             future.add_done_callback(partial(self._done, claim))
         self._send_later([(i, d) for i, d in held if d is not None])
-        for endpoint_id in idle:
-            # Its budget is held by other workers, and nothing of ours will free a
-            # slot: look again after a while (no row is touched meanwhile).
+        for endpoint_id in shared:
+            # Deliveries were left for lack of budget. This process pulls them as its
+            # own slots free; once per ``limited_retry`` the broker offers a pull to any
+            # worker too, so every process takes part (and one whose budget is held by
+            # others looks again later without touching a row).
             self._enqueue_pull(endpoint_id, 1, self._settings.limited_retry)
 
     def _done(self, claim: Claim, future: Future[Finished]) -> None:
@@ -251,44 +247,11 @@ class DeliveryEngine:
                     endpoint_id=claim.target.id,
                     error=repr(exc),
                 )
-        self._loop.release(len(items))
-        freed: Counter[str] = Counter(claim.target.id for claim, _ in items)
-        now = time.monotonic()
-        with self._state:
-            self._flying.subtract(freed)
-            wanted = [
-                e
-                for e in freed
-                if e in self._saturated or now - self._pulled.get(e, 0.0) >= PULL_EVERY
-            ]
-            for endpoint_id in wanted:
-                self._pulled[endpoint_id] = now
-        # Now and then one freed slot of a saturated endpoint is offered to every
-        # worker through the broker instead of refilled here, so that all processes
-        # take part in a long backlog rather than the first one keeping it.
-        every = self._settings.limited_retry.total_seconds()
-        with self._state:
-            offered = [
-                e
-                for e in wanted
-                if e in self._saturated and now - self._shared.get(e, -every) >= every
-            ]
-            for endpoint_id in offered:
-                self._shared[endpoint_id] = now
-        slots = {e: freed[e] - (e in offered) for e in wanted}
-        # Room for the pulls that refill the slots just freed, in the same transaction.
-        rooms = {e: self._loop.reserve(n, timeout=0) if n else 0 for e, n in slots.items()}
-        pulls = {e: room for e, room in rooms.items() if room}
-
-        def refill(connection: Connection) -> list[ClaimBatch]:
-            return [self._claimer.pull_in(connection, e, room) for e, room in pulls.items()]
-
         recorded: list[Recorded] = []
-        batches: list[ClaimBatch] | None = None
         deadline = time.monotonic() + self._settings.lease_margin.total_seconds()
         while finished:
             try:
-                recorded, batches = self._recorder.record(finished, refill if pulls else None)
+                recorded = self._recorder.record(finished)
                 break
             except SQLAlchemyError as exc:
                 if time.monotonic() > deadline:
@@ -296,18 +259,24 @@ class DeliveryEngine:
                     log.error("delivery.record_failed", deliveries=len(finished), error=str(exc))
                     break
                 time.sleep(RECORD_RETRY)
+        self._loop.release(len(items))
+        freed: Counter[str] = Counter(claim.target.id for claim, _ in items)
+        now = time.monotonic()
+        with self._state:
+            self._flying.subtract(freed)
+            pulls = [
+                e
+                for e in freed
+                if e in self._saturated or now - self._pulled.get(e, 0.0) >= PULL_EVERY
+            ]
+            for endpoint_id in pulls:
+                self._pulled[endpoint_id] = now
         self._send_later([(r.delivery_id, r.retry_in) for r in recorded if r.retry_in])
         released = [i for r in recorded for i in r.released]
         if released:
             self._enqueue(released, timedelta(0))
-        for endpoint_id in offered:
-            self._enqueue_pull(endpoint_id, 1, timedelta(0))
-        if batches is not None:
-            for (endpoint_id, room), batch in zip(pulls.items(), batches, strict=True):
-                self._pulled_batch(endpoint_id, room, batch)
-            return
-        for endpoint_id, room in pulls.items():
-            self._loop.release(room)
+        for endpoint_id in pulls:
+            # Refill the slots just freed from the endpoint's backlog, here and now.
             self._pull_here(endpoint_id, freed[endpoint_id])
 
     def _pull_here(self, endpoint_id: str, slots: int) -> None:
@@ -322,9 +291,6 @@ class DeliveryEngine:
             self._loop.release(room)
             log.warning("delivery.pull_failed", endpoint_id=endpoint_id, error=str(exc))
             return
-        self._pulled_batch(endpoint_id, room, batch)
-
-    def _pulled_batch(self, endpoint_id: str, room: int, batch: ClaimBatch) -> None:
         self._loop.release(room - len(batch.claims))
         if len(batch.claims) + len(batch.results) < room:
             with self._state:  # its backlog is drained

@@ -19,13 +19,13 @@ took the delivery over records its own). Two paths, in one transaction:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Engine, and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from outbox import ids
@@ -34,7 +34,7 @@ from outbox.database import retrying_once, write_transaction
 from outbox.models import Base, Delivery, DeliveryStatus, Endpoint, Trigger
 from worker import health, notices
 from worker.admission import Hold
-from worker.engine.claim import Claim, ClaimBatch, skipped_values
+from worker.engine.claim import Claim, skipped_values
 from worker.engine.results import LEASE_LOST
 from worker.engine.transition import next_state
 from worker.policy import Outcome, RetrySchedule, Verdict
@@ -43,9 +43,6 @@ from worker.sender import SendResult
 from worker.settings import Settings
 
 log = structlog.get_logger("worker.engine.record")
-
-Then = Callable[[Connection], list[ClaimBatch]]
-"""Claims to make in the recording transaction once the attempts are written."""
 
 D = Base.metadata.tables["deliveries"]
 E = Base.metadata.tables["endpoints"]
@@ -170,21 +167,14 @@ class Recorder:
         self._schedule = schedule
         self._clock = clock
 
-    def record(
-        self, items: Sequence[Finished], then: Then | None = None
-    ) -> tuple[list[Recorded], list[ClaimBatch] | None]:
+    def record(self, items: Sequence[Finished]) -> list[Recorded]:
         """Write every item; raises ``SQLAlchemyError`` (nothing written) if the database
-        fails. ``then(connection)`` runs in the same transaction afterwards (the pulls
-        that refill the freed slots), unless an attempt needed its endpoint's row lock:
-        then it is not run (``None``), so that no transaction holds a row lock while it
-        waits for a claim's advisory lock."""
+        fails."""
         if not items:
-            return [], None
-        return retrying_once(lambda: self._run(items, then))
+            return []
+        return retrying_once(lambda: self._run(items))
 
-    def _run(
-        self, items: Sequence[Finished], then: Then | None
-    ) -> tuple[list[Recorded], list[ClaimBatch] | None]:
+    def _run(self, items: Sequence[Finished]) -> list[Recorded]:
         now = self._clock()
         recorded: list[Recorded] = []
         with write_transaction(self.database) as connection:
@@ -209,8 +199,7 @@ class Recorder:
             slow = [i for i in items if i.claim.delivery_id not in fast_ids]
             if slow:
                 recorded += self._one_by_one(connection, slow, now)
-                return recorded, None
-            return recorded, then(connection) if then is not None else None
+        return recorded
 
     def _successes(
         self, connection: Any, items: list[Finished], healthy: dict[str, Any], now: datetime
