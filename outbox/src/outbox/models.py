@@ -94,6 +94,9 @@ class Endpoint(Base):
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
 
     max_concurrency: Mapped[int | None] = mapped_column(Integer)
+    # NULL: deliveries in parallel; "fifo": at most one in flight, in event order, a
+    # failing head holding back the ones behind it (worker.engine.claim).
+    ordering: Mapped[str | None] = mapped_column(String(8))
     rate_limit: Mapped[float | None] = mapped_column(Float)
 
     # Health, kept by the delivery actor.
@@ -132,6 +135,9 @@ class Event(Base):
     body: Mapped[str] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     request_id: Mapped[str | None] = mapped_column(String(255))
+    # The W3C trace context of the publishing span ({"traceparent": ..., "tracestate":
+    # ...}), or NULL: the poller and the workers continue the producer's trace.
+    trace_context: Mapped[dict[str, str] | None] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
