@@ -76,12 +76,17 @@ class Api:
 
 
 def start_api(database_url: str, **overrides: Any) -> Api:
-    """An API on a free loopback port; ``rung`` records what it asks the workers."""
+    """An API (and the portal mounted in it) on a free loopback port; ``rung`` records
+    what it asks the workers. Unless ``portal_url`` is given, the portal links it mints
+    point at the port it listens on (known only once it does)."""
     settings = fast_settings(database_url, **overrides)
     rung: list[str] = []
     context = build_context(settings, ring=rung.extend, migrate=True)
     service = ApiService(context, host="127.0.0.1", port=0)
     service.start()
+    if "portal_url" not in overrides:
+        settings = settings.with_(portal_url=service.base_url)
+        context.settings = settings
     return Api(service, settings, rung)
 
 
