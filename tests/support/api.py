@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.support.processes import worker_command
 from tests.support.services import fast_settings
 from worker.access.keys import create_key
 from worker.api.server import ApiService, build_context
@@ -76,12 +76,17 @@ class Api:
 
 
 def start_api(database_url: str, **overrides: Any) -> Api:
-    """An API on a free loopback port; ``rung`` records what it asks the workers."""
+    """An API (and the portal mounted in it) on a free loopback port; ``rung`` records
+    what it asks the workers. Unless ``portal_url`` is given, the portal links it mints
+    point at the port it listens on (known only once it does)."""
     settings = fast_settings(database_url, **overrides)
     rung: list[str] = []
     context = build_context(settings, ring=rung.extend, migrate=True)
     service = ApiService(context, host="127.0.0.1", port=0)
     service.start()
+    if "portal_url" not in overrides:
+        settings = settings.with_(portal_url=service.base_url)
+        context.settings = settings
     return Api(service, settings, rung)
 
 
@@ -101,7 +106,7 @@ def spawn_logged(args: list[str], env: dict[str, str], log: Path) -> subprocess.
     """Start ``python -m worker ARGS`` with its log (stderr) going to the file ``log``."""
     with log.open("wb") as stream:
         return subprocess.Popen(
-            [sys.executable, "-m", "worker", *args],
+            worker_command(*args),
             env={**env, "CATENTIO_LOG_FORMAT": "json", "CATENTIO_LOG_LEVEL": "INFO"},
             stdout=subprocess.DEVNULL,
             stderr=stream,

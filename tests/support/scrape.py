@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +14,7 @@ from dataclasses import dataclass, field
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.services import TEST_KEY
+from tests.support.processes import process_env, worker_command
 
 
 @dataclass
@@ -60,16 +58,9 @@ def parse(text: str) -> dict[str, float]:
 def metered(env: dict[str, str], *args: str, timeout: float = 30) -> Iterator[Metered]:
     """Run ``catentio-webhooks ARGS`` with ``CATENTIO_METRICS_PORT=0`` (a free port, read
     back from its ``metrics.listening`` line); SIGTERM and wait on exit."""
-    full_env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,
-        "CATENTIO_ALLOWED_NETWORKS": "127.0.0.0/8",
-        "CATENTIO_LOG_FORMAT": "json",
-        "CATENTIO_METRICS_PORT": "0",
-        **env,
-    }
+    full_env = process_env(CATENTIO_METRICS_PORT="0", **env)
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker", *args],
+        worker_command(*args),
         env=full_env,
         text=True,
         stdout=subprocess.DEVNULL,

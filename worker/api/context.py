@@ -1,5 +1,6 @@
 """What the API's handlers share: settings, sessions, the secret box, the limiter, the
-idempotency store, the clock and the bell that wakes the workers."""
+idempotency store, the replay runner, the portal's signing tokens, the clock and the
+bell that wakes the workers. The portal mounted beside the API uses the same ones."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from worker.api.idempotency import IdempotencyStore
 from worker.api.ratelimit import RateLimiter
 from worker.endpoints.secretbox import SecretBox
 from worker.ops.replay_runs import ReplayRunner
+from worker.portal.tokens import Tokens
 from worker.settings import Settings
 
 Ring = Callable[[Sequence[str]], None]
@@ -31,5 +33,6 @@ class ApiContext:
     limiter: RateLimiter
     idempotency: IdempotencyStore
     replays: ReplayRunner
+    portal_tokens: Tokens
     ring: Ring | None = None
     clock: Clock = utcnow
