@@ -5,15 +5,17 @@ Tracing is on only where ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set; then
 :class:`worker.telemetry.otel.OTelTracing`. Nothing here imports OpenTelemetry, so the
 default install neither needs nor loads it.
 
-The trace of an event: the poller's ``webhook.fan_out`` span (the batch's SQL inside)
-rings the deliveries; the trace context travels in each dramatiq message, so the
-worker's ``webhook.deliver`` span (its claim and record SQL and the ``POST`` inside) is
-its child, carrying the event, delivery and endpoint ids and the attempt number.
+The trace of an event: the producer's span (``outbox.publish()`` stores its W3C trace
+context with the event; for ``POST /v1/events`` it is the API request's span), then
+the poller's ``webhook.fan_out`` span, its child (the batch's SQL inside), which rings
+the deliveries; the trace context travels in each dramatiq message, so the worker's
+``webhook.deliver`` span (its claim and record SQL and the ``POST`` inside) is its
+child, carrying the event, delivery and endpoint ids and the attempt number.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -36,6 +38,22 @@ class Tracing:
         ``set_attribute(key, value)``."""
         yield _NO_SPAN
 
+    @contextmanager
+    def continuing(
+        self, name: str, carriers: Sequence[Mapping[str, str] | None], **attributes: Any
+    ) -> Iterator[Any]:
+        """A span around the block that continues the producers' traces, one W3C
+        carrier per event (``None``: that producer did not trace). Here: nothing."""
+        yield _NO_SPAN
+
+    @contextmanager
+    def request_span(self, method: str, headers: Mapping[str, str]) -> Iterator[Any]:
+        """A SERVER span around an HTTP request the API answers, current within it and
+        a child of the request's ``traceparent`` header if it has one. Yields an object
+        whose ``finish(route, status)`` names the span after the route template and
+        records the response status. Here: nothing."""
+        yield _NO_SPAN
+
     def instrument_engine(self, engine: Engine) -> None:
         """Trace the SQL ``engine`` runs."""
 
@@ -53,6 +71,9 @@ class Tracing:
 
 class _NoSpan:
     def set_attribute(self, key: str, value: Any) -> None:
+        return
+
+    def finish(self, route: str, status: int) -> None:
         return
 
 
