@@ -1,5 +1,5 @@
 """What the API's handlers share: settings, sessions, the secret box, the limiter, the
-idempotency store, the clock and the bell that wakes the workers."""
+idempotency store, the clock, the bell that wakes the workers, metrics and tracing."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from worker.api.ratelimit import RateLimiter
 from worker.endpoints.secretbox import SecretBox
 from worker.ops.replay_runs import ReplayRunner
 from worker.settings import Settings
+from worker.telemetry.exporter import Telemetry
+from worker.telemetry.tracing import NO_TRACING, Tracing
 
 Ring = Callable[[Sequence[str]], None]
 """Asks the workers to look at these deliveries now."""
@@ -33,3 +35,6 @@ class ApiContext:
     replays: ReplayRunner
     ring: Ring | None = None
     clock: Clock = utcnow
+    # The process's metrics registry (None: metrics off) and tracing.
+    telemetry: Telemetry | None = None
+    tracing: Tracing = NO_TRACING

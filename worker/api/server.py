@@ -28,6 +28,8 @@ from worker.errors import ConfigurationError
 from worker.ops.replay_runs import ReplayRunner
 from worker.runtime import Runtime, ensure_schema, open_database
 from worker.settings import Settings
+from worker.telemetry.exporter import Telemetry
+from worker.telemetry.tracing import NO_TRACING, Tracing
 
 log = structlog.get_logger("worker.api")
 
@@ -36,12 +38,21 @@ PRUNE_INTERVAL = 60.0
 
 
 def build_context(
-    settings: Settings, *, ring: Ring | None = None, clock: Clock = utcnow, migrate: bool = False
+    settings: Settings,
+    *,
+    ring: Ring | None = None,
+    clock: Clock = utcnow,
+    migrate: bool = False,
+    telemetry: Telemetry | None = None,
+    tracing: Tracing = NO_TRACING,
 ) -> ApiContext:
     """Everything the API needs, from settings. ``ring`` defaults to the Redis bell
-    (None in embedded mode without one: the ``run`` process passes its own)."""
+    (None in embedded mode without one: the ``run`` process passes its own). With
+    ``telemetry`` requests are counted in its registry; ``tracing`` traces requests and
+    their SQL (the context owns it: :meth:`ApiService.close` flushes it)."""
     box = open_secret_box(settings.encryption_keys, settings.database_url)
     engine, sessions = open_database(settings)
+    tracing.instrument_engine(engine)
     try:
         ensure_schema(engine, migrate=migrate)
     except BaseException:
@@ -66,6 +77,8 @@ def build_context(
         replays=ReplayRunner(sessions, ring=ring, clock=clock),
         ring=ring,
         clock=clock,
+        telemetry=telemetry,
+        tracing=tracing,
     )
 
 
@@ -81,9 +94,9 @@ class _Server(uvicorn.Server):
                 log.info("api.started", host=host, port=port)
 
 
-def context_for_runtime(runtime: Runtime) -> ApiContext:
-    """The API of the embedded ``run`` process: its database, secret box and broker
-    (so a replay rings the workers of this very process)."""
+def context_for_runtime(runtime: Runtime, *, telemetry: Telemetry | None = None) -> ApiContext:
+    """The API of the embedded ``run`` process: its database, secret box, broker (so a
+    replay rings the workers of this very process), tracing and metrics registry."""
     settings = runtime.settings
     limiter = RateLimiter(
         read=settings.api_read_limit,
@@ -101,6 +114,8 @@ def context_for_runtime(runtime: Runtime) -> ApiContext:
         replays=ReplayRunner(runtime.sessions, ring=runtime.dispatch, clock=runtime.clock),
         ring=runtime.dispatch,
         clock=runtime.clock,
+        telemetry=telemetry,
+        tracing=runtime.tracing,
     )
 
 
@@ -174,11 +189,12 @@ class ApiService:
 
     def close(self, *, dispose: bool = True) -> None:
         """Finish running replays, release the limiter's connections and (``dispose``)
-        the database engine."""
+        the database engine and the tracing (its buffered spans exported)."""
         self.context.replays.close()
         self.context.limiter.close()
         if dispose:
             self.context.engine.dispose()
+            self.context.tracing.shutdown()
 
     def _prune_loop(self) -> None:
         while not self._stop.wait(PRUNE_INTERVAL):
