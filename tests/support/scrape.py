@@ -57,9 +57,16 @@ def parse(text: str) -> dict[str, float]:
 
 
 @contextmanager
-def metered(env: dict[str, str], *args: str, timeout: float = 30) -> Iterator[Metered]:
+def metered(
+    env: dict[str, str],
+    *args: str,
+    timeout: float = 30,
+    listening_event: str = "metrics.listening",
+) -> Iterator[Metered]:
     """Run ``catentio-webhooks ARGS`` with ``CATENTIO_METRICS_PORT=0`` (a free port, read
-    back from its ``metrics.listening`` line); SIGTERM and wait on exit."""
+    back from its ``metrics.listening`` line); SIGTERM and wait on exit. An empty value
+    in ``env`` unsets that variable; ``listening_event`` names the log line whose
+    ``port`` serves ``/metrics`` (``api.started`` with ``CATENTIO_API_METRICS``)."""
     full_env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,
@@ -68,6 +75,7 @@ def metered(env: dict[str, str], *args: str, timeout: float = 30) -> Iterator[Me
         "CATENTIO_METRICS_PORT": "0",
         **env,
     }
+    full_env = {k: v for k, v in full_env.items() if v != ""}
     process = subprocess.Popen(
         [sys.executable, "-m", "worker", *args],
         env=full_env,
@@ -85,7 +93,7 @@ def metered(env: dict[str, str], *args: str, timeout: float = 30) -> Iterator[Me
                 continue
             line = json.loads(raw)
             running.lines.append(line)
-            if line.get("event") == "metrics.listening":
+            if line.get("event") == listening_event:
                 running.port = int(str(line["port"]))
                 listening.set()
 
