@@ -6,6 +6,10 @@ stored secrets. Waiting is logged once (``startup.waiting`` with what for and fo
 long at most); past the bound (``CATENTIO_STARTUP_TIMEOUT``) the process stops with one
 line and exit code 1. Keys that cannot open a stored secret stop it at once with a line
 naming ``CATENTIO_ENCRYPTION_KEYS`` (exit code 2): waiting cannot fix them.
+
+The probes are those of ``catentio-webhooks check`` (``worker.ops.checks``): one
+definition of "the database answers", "the schema is current" and "the keys open the
+secrets", waited on here, reported there.
 """
 
 from __future__ import annotations
@@ -15,12 +19,9 @@ from collections.abc import Callable
 
 import dramatiq
 import structlog
-from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from outbox.migrate import current_revision, head_revision, known_revision
-from outbox.models import Endpoint
 from worker.availability import first_line
 from worker.delivery.broker import ping
 from worker.endpoints.secretbox import SecretBox
@@ -31,6 +32,7 @@ from worker.errors import (
     OwnFailure,
     SchemaNotReady,
 )
+from worker.ops import checks
 
 log = structlog.get_logger("worker.startup")
 
@@ -69,58 +71,18 @@ def wait_for(
 
 def database_answers(engine: Engine) -> Callable[[], None]:
     """A check that the database accepts a connection and a statement."""
-
-    def check() -> None:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-
-    return check
+    return lambda: checks.require_database(engine)
 
 
 def schema_is_current(engine: Engine) -> Callable[[], None]:
     """A check that the schema is at this code's head revision. A revision this code
     does not know (newer code, another application) fails the start at once."""
-
-    def check() -> None:
-        current, head = current_revision(engine), head_revision()
-        if current == head:
-            return
-        if current is not None and not known_revision(current):
-            raise ConfigurationError(
-                f"the database's alembic_version is at {current!r}, which is not a "
-                "catentio-webhooks migration (newer code, or another application's "
-                "table in the same schema)"
-            )
-        raise SchemaNotReady(
-            f"database schema is at {current or 'nothing'}, this code needs {head}: run "
-            "`catentio-webhooks db upgrade` (the Procfile's release step)"
-        )
-
-    return check
+    return lambda: checks.require_schema_at_head(engine)
 
 
 def broker_answers(broker: dramatiq.Broker) -> Callable[[], None]:
     """A check that Redis answers a PING."""
     return lambda: ping(broker)
-
-
-def keys_open_secrets(sessions: sessionmaker[Session], box: SecretBox) -> None:
-    """Decrypt one stored endpoint secret (the newest endpoint's) with the configured
-    keys; raise ``ConfigurationError`` naming ``CATENTIO_ENCRYPTION_KEYS`` if they
-    cannot. Nothing stored yet: nothing to check."""
-    with sessions() as session:
-        stored = session.scalars(
-            select(Endpoint.secrets).order_by(Endpoint.created_at.desc()).limit(1)
-        ).first()
-    for entry in stored or ():
-        try:
-            box.decrypt(entry["secret"])
-        except ConfigurationError:
-            raise ConfigurationError(
-                "CATENTIO_ENCRYPTION_KEYS cannot decrypt the stored endpoint secrets: "
-                "set the key they were encrypted with (newest first, the old ones after "
-                "it while `secrets reencrypt` moves them)"
-            ) from None
 
 
 def check_database(
@@ -129,7 +91,7 @@ def check_database(
     """The database answers, its schema is current and the keys open its secrets."""
     wait_for("database", database_answers(engine), timeout=timeout, failure=DatabaseUnavailable)
     wait_for("database schema", schema_is_current(engine), timeout=timeout, failure=SchemaNotReady)
-    keys_open_secrets(sessions, box)
+    checks.require_keys_open_secrets(sessions, box)
 
 
 def check_broker(broker: dramatiq.Broker, *, timeout: float) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.support.processes import worker_command
 from tests.support.services import fast_settings
 from worker.access.keys import create_key
 from worker.api.server import ApiService, build_context
@@ -113,7 +113,7 @@ def spawn_logged(args: list[str], env: dict[str, str], log: Path) -> subprocess.
     """Start ``python -m worker ARGS`` with its log (stderr) going to the file ``log``."""
     with log.open("wb") as stream:
         return subprocess.Popen(
-            [sys.executable, "-m", "worker", *args],
+            worker_command(*args),
             env={**env, "CATENTIO_LOG_FORMAT": "json", "CATENTIO_LOG_LEVEL": "INFO"},
             stdout=subprocess.DEVNULL,
             stderr=stream,

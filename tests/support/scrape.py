@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,7 +14,7 @@ from dataclasses import dataclass, field
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.services import TEST_KEY
+from tests.support.processes import process_env, worker_command
 
 
 @dataclass
@@ -67,17 +65,9 @@ def metered(
     back from its ``metrics.listening`` line); SIGTERM and wait on exit. An empty value
     in ``env`` unsets that variable; ``listening_event`` names the log line whose
     ``port`` serves ``/metrics`` (``api.started`` with ``CATENTIO_API_METRICS``)."""
-    full_env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,
-        "CATENTIO_ALLOWED_NETWORKS": "127.0.0.0/8",
-        "CATENTIO_LOG_FORMAT": "json",
-        "CATENTIO_METRICS_PORT": "0",
-        **env,
-    }
-    full_env = {k: v for k, v in full_env.items() if v != ""}
+    full_env = {k: v for k, v in process_env(CATENTIO_METRICS_PORT="0", **env).items() if v != ""}
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker", *args],
+        worker_command(*args),
         env=full_env,
         text=True,
         stdout=subprocess.DEVNULL,

@@ -10,10 +10,8 @@ duration), the total must stay a few dozen lines, and every event must still arr
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +20,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from outbox import publish
-from tests.support.services import TEST_KEY, db_schema_of
+from tests.support.processes import Spawn, spawner
+from tests.support.services import db_schema_of
 from tests.support.tcp_proxy import TcpProxy
 from worker.demo.receiver import Receiver, always
 
@@ -35,36 +34,14 @@ ROUTINE = {"delivery.attempted", "outbox.fanned_out", "outbox.swept"}
 
 
 @pytest.fixture
-def spawn() -> Iterator[Any]:
-    started: list[subprocess.Popen[str]] = []
-
-    def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-        full_env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,
-            "CATENTIO_ALLOWED_NETWORKS": "127.0.0.0/8",
-            "CATENTIO_POLL_INTERVAL": "50ms",
-            "CATENTIO_SWEEP_INTERVAL": "1s",
-            "CATENTIO_SWEEP_AFTER": "2s",
-            "CATENTIO_RETRY_SCHEDULE": "200ms,200ms,200ms",
-            "CATENTIO_LOG_FORMAT": "json",
-            **env,
-        }
-        process = subprocess.Popen(
-            [sys.executable, "-m", "worker", *args],
-            env=full_env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+def spawn() -> Iterator[Spawn]:
+    with spawner(
+        CATENTIO_POLL_INTERVAL="50ms",
+        CATENTIO_SWEEP_INTERVAL="1s",
+        CATENTIO_SWEEP_AFTER="2s",
+        CATENTIO_RETRY_SCHEDULE="200ms,200ms,200ms",
+    ) as start:
+        yield start
 
 
 def _stop(process: subprocess.Popen[str]) -> list[str]:

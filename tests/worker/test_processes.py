@@ -4,51 +4,28 @@ PostgreSQL and Redis, each stopped with SIGTERM."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from outbox import publish
-from tests.support.services import TEST_KEY, db_schema_of
+from tests.support.processes import Spawn, spawner
+from tests.support.services import db_schema_of
 
 pytestmark = pytest.mark.slow  # real processes, started and stopped: seconds each
 
 
 @pytest.fixture
-def spawn() -> Iterator[Any]:
-    started: list[subprocess.Popen[str]] = []
-
-    def start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-        full_env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,
-            "CATENTIO_ALLOWED_NETWORKS": "127.0.0.0/8",
-            "CATENTIO_POLL_INTERVAL": "50ms",
-            "CATENTIO_LOG_FORMAT": "json",
-            # `run` serves the API too: on a free port, so parallel runs never collide.
-            "CATENTIO_RUN_API_PORT": "0",
-            **env,
-        }
-        process = subprocess.Popen(
-            [sys.executable, "-m", "worker", *args],
-            env=full_env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
+def spawn() -> Iterator[Spawn]:
+    with spawner(
+        CATENTIO_POLL_INTERVAL="50ms",
+        # `run` serves the API too: on a free port, so parallel runs never collide.
+        CATENTIO_RUN_API_PORT="0",
+    ) as start:
+        yield start
 
 
 def stop(process: subprocess.Popen[str]) -> tuple[int, str]:

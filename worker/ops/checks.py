@@ -21,10 +21,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from outbox.database import is_sqlite, make_engine, normalize_url
-from outbox.migrate import current_revision, head_revision
+from outbox.errors import CatentioError
+from outbox.migrate import current_revision, head_revision, known_revision
 from outbox.models import Endpoint
 from worker.endpoints.secretbox import SecretBox, generate_key, key_file_for, open_secret_box
-from worker.errors import ConfigurationError
+from worker.errors import ConfigurationError, SchemaNotReady
 from worker.settings import Settings
 
 DEFAULT_CHECK_TIMEOUT = 5.0
@@ -66,13 +67,19 @@ def _timed(name: str, probe: Callable[[], tuple[bool, str]]) -> Check:
     return Check(name, ok, detail, time.perf_counter() - started)
 
 
+def require_database(engine: Engine) -> None:
+    """Raise (SQLAlchemy's error) unless the database accepts a connection and a
+    statement: the probe behind :func:`database_reachable`, start-up and outages."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
 def database_reachable(engine: Engine) -> Check:
     """The database answers a trivial query."""
 
     def probe() -> tuple[bool, str]:
         try:
-            with engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
+            require_database(engine)
         except SQLAlchemyError as exc:
             return False, f"unreachable: {_first_line(exc)}"
         return True, f"reachable ({engine.dialect.name})"
@@ -80,21 +87,36 @@ def database_reachable(engine: Engine) -> Check:
     return _timed("database", probe)
 
 
+def require_schema_at_head(engine: Engine) -> None:
+    """Raise ``SchemaNotReady`` unless the schema is at this code's head revision, or
+    ``ConfigurationError`` when it is at a revision this code does not know (newer
+    code, or another application's table in our schema): waiting cannot fix that."""
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return
+    if current is not None and not known_revision(current):
+        raise ConfigurationError(
+            f"the database's alembic_version is at {current!r}, which is not a "
+            "catentio-webhooks migration (newer code, or another application's "
+            "table in the same schema)"
+        )
+    raise SchemaNotReady(
+        f"database schema is at {current or 'nothing'}, this code needs {head}: run "
+        "`catentio-webhooks db upgrade` (the Procfile's release step)"
+    )
+
+
 def schema_at_head(engine: Engine) -> Check:
     """The schema is migrated to the newest revision this code knows."""
 
     def probe() -> tuple[bool, str]:
-        head = head_revision()
         try:
-            current = current_revision(engine)
+            require_schema_at_head(engine)
         except SQLAlchemyError as exc:
             return False, f"cannot read the revision: {_first_line(exc)}"
-        if current != head:
-            return False, (
-                f"at {current or 'nothing'}, this code needs {head}: "
-                "run `catentio-webhooks db upgrade`"
-            )
-        return True, f"at head ({head})"
+        except CatentioError as exc:
+            return False, str(exc)
+        return True, f"at head ({head_revision()})"
 
     return _timed("migrations", probe)
 
@@ -126,34 +148,46 @@ def broker_reachable(client: redis.Redis[bytes] | None) -> Check:
     return _timed("broker", probe)
 
 
+def require_keys_open_secrets(sessions: sessionmaker[Session], box: SecretBox) -> tuple[int, int]:
+    """Decrypt every stored secret of the :data:`SECRET_SAMPLE` newest endpoints with
+    the configured keys; raise ``ConfigurationError`` naming the endpoint and
+    ``CATENTIO_ENCRYPTION_KEYS`` at the first that does not open. Returns the secrets
+    opened and the endpoints sampled (0: nothing stored yet, nothing to check)."""
+    with sessions() as session:
+        rows = session.execute(
+            select(Endpoint.id, Endpoint.secrets)
+            .order_by(Endpoint.created_at.desc())
+            .limit(SECRET_SAMPLE)
+        ).all()
+    opened = 0
+    for endpoint_id, stored in rows:
+        for entry in stored or ():
+            try:
+                box.decrypt(entry["secret"])
+                opened += 1
+            except ConfigurationError:
+                raise ConfigurationError(
+                    f"the secret of {endpoint_id} cannot be decrypted with any of "
+                    "CATENTIO_ENCRYPTION_KEYS: set the key it was encrypted with (newest "
+                    "first, the old ones after it while `secrets reencrypt` moves them)"
+                ) from None
+    return opened, len(rows)
+
+
 def keys_open_secrets(sessions: sessionmaker[Session], box: SecretBox) -> Check:
     """``CATENTIO_ENCRYPTION_KEYS`` decrypts the stored secrets of the
     :data:`SECRET_SAMPLE` newest endpoints (every secret of each, expired ones too)."""
 
     def probe() -> tuple[bool, str]:
         try:
-            with sessions() as session:
-                rows = session.execute(
-                    select(Endpoint.id, Endpoint.secrets)
-                    .order_by(Endpoint.created_at.desc())
-                    .limit(SECRET_SAMPLE)
-                ).all()
+            opened, sampled = require_keys_open_secrets(sessions, box)
         except SQLAlchemyError as exc:
             return False, f"cannot read the stored secrets: {_first_line(exc)}"
-        opened = 0
-        for endpoint_id, stored in rows:
-            for entry in stored or ():
-                try:
-                    box.decrypt(entry["secret"])
-                except ConfigurationError:
-                    return False, (
-                        f"the secret of {endpoint_id} cannot be decrypted with any of "
-                        "CATENTIO_ENCRYPTION_KEYS"
-                    )
-                opened += 1
-        if not rows:
+        except ConfigurationError as exc:
+            return False, str(exc)
+        if not sampled:
             return True, "no endpoints yet (nothing to open)"
-        return True, f"open the stored secrets ({opened} of {len(rows)} endpoints sampled)"
+        return True, f"open the stored secrets ({opened} of {sampled} endpoints sampled)"
 
     return _timed("encryption_keys", probe)
 

@@ -7,11 +7,12 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
 from outbox.migrate import upgrade
 from tests.support.cli import cli_env, run_cli
-from tests.support.services import engine_for
+from tests.support.services import db_schema_of, engine_for
 
 
 def unused_port() -> int:
@@ -117,3 +118,21 @@ def test_embedded_without_key_file_opens_no_secret(sqlite_url: str) -> None:
     del env["CATENTIO_ENCRYPTION_KEYS"]
     assert run_cli(env, "check").exit_code == 0  # no endpoints: nothing to open
     assert not Path(sqlite_url.removeprefix("sqlite:///") + ".key").exists()
+
+
+def test_a_revision_this_code_does_not_know_is_named(postgres_url: str) -> None:
+    """Our version table at a revision no catentio-webhooks release has (newer code, or
+    another application's table): the same one-line verdict as at start-up, exit 1."""
+    engine = engine_for(postgres_url)
+    upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(f'UPDATE "{db_schema_of(postgres_url)}".alembic_version SET version_num = :v'),
+            {"v": "3f2a9c0d1e7b"},
+        )
+    engine.dispose()
+    result = run_cli(cli_env(postgres_url), "check")
+    assert result.exit_code == 1, result.output
+    verdict, detail = lines_of(result.output)["migrations"]
+    assert verdict == "FAIL"
+    assert "'3f2a9c0d1e7b'" in detail and "not a catentio-webhooks migration" in detail
