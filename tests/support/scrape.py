@@ -65,7 +65,8 @@ def metered(
     back from its ``metrics.listening`` line); SIGTERM and wait on exit. An empty value
     in ``env`` unsets that variable; ``listening_event`` names the log line whose
     ``port`` serves ``/metrics`` (``api.started`` with ``CATENTIO_API_METRICS``)."""
-    full_env = {k: v for k, v in process_env(CATENTIO_METRICS_PORT="0", **env).items() if v != ""}
+    merged = process_env(**{"CATENTIO_METRICS_PORT": "0", **env})
+    full_env = {k: v for k, v in merged.items() if v != ""}
     process = subprocess.Popen(
         worker_command(*args),
         env=full_env,
