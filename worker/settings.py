@@ -503,10 +503,6 @@ class Settings:
             raise ConfigurationError(f"CATENTIO_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigurationError("CATENTIO_LOG_FORMAT must be auto, json or console")
-        if not timedelta(0) < self.portal_link_ttl <= DEFAULT_PORTAL_MAX_LINK_TTL:
-            raise ConfigurationError("CATENTIO_PORTAL_LINK_TTL must be positive and at most 7d")
-        if self.portal_session_ttl <= timedelta(0):
-            raise ConfigurationError("CATENTIO_PORTAL_SESSION_TTL must be positive")
         for name, port in (("api_port", self.api_port), ("run_api_port", self.run_api_port)):
             if not 0 <= port <= 65535:
                 raise ConfigurationError(f"{name} must be a TCP port (0-65535), got {port}")

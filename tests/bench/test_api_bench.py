@@ -32,7 +32,7 @@ from outbox.clock import utcnow
 from outbox.envelope import render
 from outbox.migrate import upgrade
 from outbox.models import Delivery, Endpoint, Event
-from tests.support.services import TEST_KEY, db_schema_of, engine_for
+from tests.support.services import PORTAL_SECRET, TEST_KEY, db_schema_of, engine_for
 from worker.access.keys import create_key
 from worker.endpoints.secretbox import SecretBox
 
@@ -184,6 +184,7 @@ def test_api_latency_beside_a_bare_asgi_app(
         "REDIS_URL": redis_server,
         "CATENTIO_REDIS_NAMESPACE": redis_namespace,
         "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,
+        "CATENTIO_PORTAL_SECRET": PORTAL_SECRET,
         "CATENTIO_API_READ_LIMIT": "1000000/second",
         "CATENTIO_API_WRITE_LIMIT": "1000000/second",
     }

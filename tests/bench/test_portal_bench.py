@@ -27,9 +27,9 @@ from sqlalchemy import insert, text
 
 from outbox import ids
 from outbox.models import Delivery, DeliveryStatus, Endpoint, Event
-from tests.support.portal import PORTAL_SECRET, PortalServer, serve
+from tests.support.portal import PORTAL_SECRET, PortalServer, serve, standalone_app
 from worker.ops.history import DeliveryFilter, delivery_page
-from worker.portal.app import create_portal_app, standalone_app
+from worker.portal.app import create_portal_app
 from worker.portal.tokens import Tokens
 from worker.runtime import Runtime
 

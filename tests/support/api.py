@@ -84,8 +84,10 @@ def start_api(
     tracing: Tracing = NO_TRACING,
     **overrides: Any,
 ) -> Api:
-    """An API on a free loopback port; ``rung`` records what it asks the workers.
-    ``metered``: with a metrics registry (``api.service.context.telemetry``)."""
+    """An API (and the portal mounted in it) on a free loopback port; ``rung`` records
+    what it asks the workers. Unless ``portal_url`` is given, the portal links it mints
+    point at the port it listens on (known only once it does). ``metered``: with a
+    metrics registry (``api.service.context.telemetry``)."""
     settings = fast_settings(database_url, **overrides)
     rung: list[str] = []
     telemetry = Telemetry(settings, process="api") if metered else None
@@ -94,6 +96,9 @@ def start_api(
     )
     service = ApiService(context, host="127.0.0.1", port=0)
     service.start()
+    if "portal_url" not in overrides:
+        settings = settings.with_(portal_url=service.base_url)
+        context.settings = settings
     return Api(service, settings, rung)
 
 

@@ -11,14 +11,24 @@ from datetime import timedelta
 
 import httpx
 import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
 from starlette.types import ASGIApp
 
+from tests.support.services import PORTAL_SECRET
+from worker.portal.app import MOUNT_PATH
 from worker.portal.links import mint_link
 from worker.portal.tokens import Tokens
 from worker.runtime import Runtime
 
-PORTAL_SECRET = "portal-test-secret-0123456789abcdefghijklmnop"
-"""A fixed portal secret for tests only."""
+__all__ = ["PORTAL_SECRET", "PortalServer", "serve", "standalone_app"]
+
+
+def standalone_app(portal: Starlette) -> Starlette:
+    """``portal`` mounted at ``/portal`` of an otherwise empty app: the portal without
+    the API around it, for tests of the portal alone (the API process mounts it in
+    production, see :func:`worker.api.app.create_app`)."""
+    return Starlette(routes=[Mount(MOUNT_PATH, portal)])
 
 
 @contextmanager

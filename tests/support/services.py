@@ -30,6 +30,8 @@ ANYWHERE = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 check, so the send-time SSRF guard can be tested on rows it would refuse."""
 # A fixed Fernet key for tests only, so every module that imports it sees the same one.
 TEST_KEY = "OSk80ULaPv2qA-P6eOPwolNIvZ13H-ohloVJ6RIHwJU="
+# A fixed portal secret for tests only (the API process refuses PostgreSQL without one).
+PORTAL_SECRET = "portal-test-secret-0123456789abcdefghijklmnop"
 
 
 def service_missing(name: str, error: BaseException) -> NoReturn:
@@ -56,7 +58,7 @@ def engine_for(database_url: str, **kwargs: Any) -> sa.Engine:
 
 
 def fast_settings(database_url: str, **overrides: Any) -> Settings:
-    """Settings for tests: loopback allowed, short schedule and timeouts, a fixed key."""
+    """Settings for tests: loopback allowed, short schedule and timeouts, fixed keys."""
     values: dict[str, Any] = {
         "database_url": database_url,
         "db_schema": db_schema_of(database_url),
@@ -70,6 +72,7 @@ def fast_settings(database_url: str, **overrides: Any) -> Settings:
         "sweep_after": timedelta(seconds=2),
         "worker_threads": 4,
         "encryption_keys": (TEST_KEY,),
+        "portal_secrets": (PORTAL_SECRET,),
     }
     values.update(overrides)
     return Settings(**values)

@@ -53,3 +53,8 @@ class Principal:
         """Refuse a read-only key."""
         if self.scope is not Scope.WRITE:
             raise PermissionDenied("this key is read-only (scope 'read')")
+
+    def require_admin(self) -> None:
+        """Refuse a key of one workspace (what only an all-workspaces key may do)."""
+        if not self.is_admin:
+            raise PermissionDenied("only an all-workspaces (admin) API key may do this")

@@ -4,6 +4,11 @@ error answered in the envelope.
 FastAPI because it generates the OpenAPI 3 document from the same typed models that
 validate requests (pydantic v2 with ``extra="forbid"`` refuses unknown fields), runs
 our synchronous domain code in its thread pool, and is served by uvicorn.
+
+The portal (:mod:`worker.portal`) is mounted at ``/portal`` of the same app, on the
+same context: its pages read through the same sessions, its actions ring the same bell
+and start bulk replays on the same runner, and ``POST /v1/portal/links`` mints links
+with the same secret the portal checks them with.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -23,9 +29,10 @@ from worker.api.envelope import error_body, json_response
 from worker.api.errors import ApiError, Code, api_error_for
 from worker.api.middleware import RequestContext
 from worker.api.openapi import RATE_LIMIT_HEADERS
-from worker.api.routes import deliveries, events, system, webhooks
+from worker.api.routes import deliveries, events, portal, system, webhooks
 from worker.api.telemetry import RequestTelemetry
 from worker.ops.checks import broker_check, database_reachable
+from worker.portal.app import MOUNT_PATH, create_portal_app
 from worker.telemetry.requests import NO_REQUEST_METRICS
 
 log = structlog.get_logger("worker.api")
@@ -120,12 +127,16 @@ def create_app(context: ApiContext | None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(deliveries.router)
     app.include_router(events.router)
+    app.include_router(portal.router)
+    if context is not None:
+        app.mount(MOUNT_PATH, portal_for(context), name="portal")
     app.add_exception_handler(ApiError, _on_api_error)
     app.add_exception_handler(CatentioError, _on_domain_error)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(HTTPException, _on_http)
     app.add_exception_handler(Exception, _on_unexpected)
-    app.add_middleware(RequestContext, body_margin=BODY_MARGIN)
+    # The portal's pages carry no X-RateLimit-* headers: the API's budget is not theirs.
+    app.add_middleware(RequestContext, body_margin=BODY_MARGIN, unmetered=(MOUNT_PATH + "/",))
     if context is not None:
         _add_telemetry(app, context)
     _document_rate_limits(app)
@@ -148,6 +159,18 @@ def _add_telemetry(app: FastAPI, context: ApiContext) -> None:
         metrics=telemetry.request_metrics() if telemetry is not None else NO_REQUEST_METRICS,
         tracing=context.tracing,
         exporter=exporter,
+    )
+
+
+def portal_for(context: ApiContext) -> Starlette:
+    """The portal of this API process, on its context."""
+    return create_portal_app(
+        context.settings,
+        sessions=context.sessions,
+        box=context.box,
+        ring=context.ring,
+        clock=context.clock,
+        tokens=context.portal_tokens,
     )
 
 

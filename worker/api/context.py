@@ -1,5 +1,7 @@
 """What the API's handlers share: settings, sessions, the secret box, the limiter, the
-idempotency store, the clock, the bell that wakes the workers, metrics and tracing."""
+idempotency store, the replay runner, the portal's signing tokens, the clock, the bell
+that wakes the workers, metrics and tracing. The portal mounted beside the API uses the
+same ones."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from worker.api.idempotency import IdempotencyStore
 from worker.api.ratelimit import RateLimiter
 from worker.endpoints.secretbox import SecretBox
 from worker.ops.replay_runs import ReplayRunner
+from worker.portal.tokens import Tokens
 from worker.settings import Settings
 from worker.telemetry.exporter import Telemetry
 from worker.telemetry.tracing import NO_TRACING, Tracing
@@ -33,6 +36,7 @@ class ApiContext:
     limiter: RateLimiter
     idempotency: IdempotencyStore
     replays: ReplayRunner
+    portal_tokens: Tokens
     ring: Ring | None = None
     clock: Clock = utcnow
     # The process's metrics registry (None: metrics off) and tracing.

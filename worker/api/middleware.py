@@ -6,7 +6,9 @@
   anything reads it;
 - headers handlers leave in ``scope["state"]["response_headers"]`` (the rate limit's)
   added to the response, errors included; a request that reached no handler (an
-  unknown path) is counted against its client address, so it carries them too;
+  unknown path) is counted against its client address, so it carries them too —
+  except below ``unmetered`` prefixes (the portal's pages, which the API's budget
+  does not cover);
 - one log line per request.
 """
 
@@ -44,9 +46,10 @@ class RequestContext:
     The limits come from the app's :class:`ApiContext` (``app.state.context``).
     """
 
-    def __init__(self, app: ASGIApp, *, body_margin: int) -> None:
+    def __init__(self, app: ASGIApp, *, body_margin: int, unmetered: tuple[str, ...] = ()) -> None:
         self.app = app
         self.body_margin = body_margin
+        self.unmetered = unmetered
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,12 +66,13 @@ class RequestContext:
         extra: dict[str, str] = {}
         state["response_headers"] = extra
         method = scope["method"]
+        metered = not scope["path"].startswith(self.unmetered)
         status_seen: list[int] = []
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_seen.append(message["status"])
-                if "X-RateLimit-Limit" not in extra:
+                if metered and "X-RateLimit-Limit" not in extra:
                     quota = await anyio.to_thread.run_sync(
                         _anonymous_hit, context, client_identity(scope), method in WRITE_METHODS
                     )

@@ -1,9 +1,10 @@
-"""Serving the API with uvicorn: ``catentio-webhooks api`` in the foreground, or a
-thread beside the poller and workers in ``catentio-webhooks run``.
+"""Serving the API (and the portal mounted at ``/portal``) with uvicorn:
+``catentio-webhooks api`` in the foreground, or a thread beside the poller and workers
+in ``catentio-webhooks run``.
 
-:class:`ApiService` builds the context from settings (database, secret box, limiter,
-idempotency store, the bell) and, while it serves, prunes expired idempotency records
-once a minute.
+:func:`build_context` builds the context from settings (portal secret, secret box,
+database, limiter, idempotency store, the bell); :class:`ApiService` serves it and,
+while it does, prunes expired idempotency records once a minute.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from worker.delivery.bell import Bell
 from worker.endpoints.secretbox import open_secret_box
 from worker.errors import ConfigurationError
 from worker.ops.replay_runs import ReplayRunner
+from worker.portal.keys import portal_secrets
+from worker.portal.tokens import Tokens
 from worker.runtime import Runtime, ensure_schema, open_database
 from worker.settings import Settings
 from worker.telemetry.exporter import Telemetry
@@ -35,6 +38,13 @@ log = structlog.get_logger("worker.api")
 
 PRUNE_INTERVAL = 60.0
 """Seconds between two deletions of expired idempotency records."""
+
+
+def portal_tokens_for(settings: Settings) -> Tokens:
+    """What signs and checks the portal's links and sessions in this process. Raises
+    ``ConfigurationError`` on PostgreSQL without ``CATENTIO_PORTAL_SECRET`` (and for a
+    secret shorter than 32 characters); embedded mode uses its generated key file."""
+    return Tokens(portal_secrets(settings))
 
 
 def build_context(
@@ -49,7 +59,12 @@ def build_context(
     """Everything the API needs, from settings. ``ring`` defaults to the Redis bell
     (None in embedded mode without one: the ``run`` process passes its own). With
     ``telemetry`` requests are counted in its registry; ``tracing`` traces requests and
-    their SQL (the context owns it: :meth:`ApiService.close` flushes it)."""
+    their SQL (the context owns it: :meth:`ApiService.close` flushes it).
+
+    Raises ``ConfigurationError`` before opening anything when a key is missing (on
+    PostgreSQL, ``CATENTIO_PORTAL_SECRET`` and ``CATENTIO_ENCRYPTION_KEYS`` are required).
+    """
+    portal_tokens = portal_tokens_for(settings)
     box = open_secret_box(settings.encryption_keys, settings.database_url)
     engine, sessions = open_database(settings)
     tracing.instrument_engine(engine)
@@ -75,6 +90,7 @@ def build_context(
         limiter=limiter,
         idempotency=IdempotencyStore(sessions, ttl=settings.idempotency_ttl),
         replays=ReplayRunner(sessions, ring=ring, clock=clock),
+        portal_tokens=portal_tokens,
         ring=ring,
         clock=clock,
         telemetry=telemetry,
@@ -94,10 +110,19 @@ class _Server(uvicorn.Server):
                 log.info("api.started", host=host, port=port)
 
 
-def context_for_runtime(runtime: Runtime, *, telemetry: Telemetry | None = None) -> ApiContext:
+def context_for_runtime(
+    runtime: Runtime,
+    *,
+    portal_tokens: Tokens | None = None,
+    telemetry: Telemetry | None = None,
+) -> ApiContext:
     """The API of the embedded ``run`` process: its database, secret box, broker (so a
-    replay rings the workers of this very process), tracing and metrics registry."""
+    replay rings the workers of this very process), tracing and metrics registry.
+    Without ``portal_tokens`` they are made from the settings (see
+    :func:`portal_tokens_for`)."""
     settings = runtime.settings
+    if portal_tokens is None:
+        portal_tokens = portal_tokens_for(settings)
     limiter = RateLimiter(
         read=settings.api_read_limit,
         write=settings.api_write_limit,
@@ -112,6 +137,7 @@ def context_for_runtime(runtime: Runtime, *, telemetry: Telemetry | None = None)
         limiter=limiter,
         idempotency=IdempotencyStore(runtime.sessions, ttl=settings.idempotency_ttl),
         replays=ReplayRunner(runtime.sessions, ring=runtime.dispatch, clock=runtime.clock),
+        portal_tokens=portal_tokens,
         ring=runtime.dispatch,
         clock=runtime.clock,
         telemetry=telemetry,

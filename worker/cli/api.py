@@ -23,7 +23,8 @@ log = structlog.get_logger("worker.cli")
 @click.option("--port", type=click.IntRange(0, 65535), help="Port (default PORT or 8080).")
 @pass_state
 def api(state: State, host: str | None, port: int | None) -> None:
-    """Serve the HTTP API (/v1/webhooks, /v1/events) with uvicorn."""
+    """Serve the HTTP API (/v1/webhooks, /v1/events) and the portal (/portal) with
+    uvicorn. With PostgreSQL, CATENTIO_PORTAL_SECRET is required."""
     from worker.api.server import ApiService, build_context
     from worker.telemetry.exporter import Telemetry, serving
     from worker.telemetry.tracing import open_tracing

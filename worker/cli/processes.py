@@ -60,17 +60,20 @@ def _needs_redis(state: State, command: str) -> None:
 @click.option(
     "--api-port",
     type=click.IntRange(0, 65535),
-    help="Serve the HTTP API on 127.0.0.1 at this port (default CATENTIO_RUN_API_PORT, "
-    "8080; 0 picks a free one).",
+    help="Serve the HTTP API and the portal on 127.0.0.1 at this port (default "
+    "CATENTIO_RUN_API_PORT, 8080; 0 picks a free one).",
 )
-@click.option("--no-api", is_flag=True, help="Do not serve the HTTP API.")
+@click.option("--no-api", is_flag=True, help="Do not serve the HTTP API (nor the portal).")
 @pass_state
 def run(state: State, threads: int | None, api_port: int | None, no_api: bool) -> None:
-    """Poller, delivery workers and the HTTP API in one process (embedded, or on
-    PostgreSQL + Redis)."""
-    from worker.api.server import ApiService, context_for_runtime
+    """Poller, delivery workers, the HTTP API and the portal in one process (embedded,
+    or on PostgreSQL + Redis)."""
+    from worker.api.server import ApiService, context_for_runtime, portal_tokens_for
 
     settings = state.settings
+    serves_api = settings.run_api and not no_api
+    # The portal's secret is checked before anything starts (required on PostgreSQL).
+    portal_tokens = portal_tokens_for(settings) if serves_api else None
     stop = stop_on_signals()
     runtime, telemetry = _open(settings, "run")
     service: ApiService | None = None
@@ -79,13 +82,12 @@ def run(state: State, threads: int | None, api_port: int | None, no_api: bool) -
     try:
         own_port = telemetry if settings.metrics_port is not None else None
         with serving(own_port, runtime.engine, runtime.sessions), runtime.running(threads=threads):
-            if settings.run_api and not no_api:
+            if serves_api:
                 port = settings.run_api_port if api_port is None else api_port
-                service = ApiService(
-                    context_for_runtime(runtime, telemetry=telemetry),
-                    host=settings.api_host,
-                    port=port,
+                context = context_for_runtime(
+                    runtime, portal_tokens=portal_tokens, telemetry=telemetry
                 )
+                service = ApiService(context, host=settings.api_host, port=port)
                 service.start()
             stop.wait()
     finally:

@@ -6,20 +6,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from outbox.database import is_sqlite, normalize_url
+from outbox.database import is_sqlite
 from worker.endpoints.secretbox import SecretBox, key_file_for, open_secret_box
+from worker.keyfiles import sqlite_file
 from worker.runtime import ensure_schema, open_database
 from worker.settings import Settings
-
-
-def _sqlite_file(database_url: str) -> Path | None:
-    url = make_url(str(normalize_url(database_url)))
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return None
-    return Path(str(url.database))
 
 
 @dataclass
@@ -37,7 +31,7 @@ class State:
     def sessions(self) -> sessionmaker[Session]:
         """The session factory; the embedded SQLite schema is migrated on first use."""
         if self._sessions is None:
-            self._note_if_new(_sqlite_file(self.settings.database_url))
+            self._note_if_new(sqlite_file(self.settings.database_url))
             self._engine, self._sessions = open_database(self.settings)
             ensure_schema(self._engine, migrate=is_sqlite(self.settings.database_url))
         return self._sessions

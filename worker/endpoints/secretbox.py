@@ -9,21 +9,20 @@ is refused, because a key that lives only on one host would lose every secret.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import structlog
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import select
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from outbox.database import lock_for_write, normalize_url
 from outbox.models import Endpoint
+from worker import keyfiles
 from worker.errors import ConfigurationError
 
-log = structlog.get_logger(__name__)
+KEY_FILE_SUFFIX = ".key"
+"""Embedded mode's generated encryption key lives in ``<database>.key``."""
 
 
 class SecretBox:
@@ -81,10 +80,7 @@ def generate_key() -> str:
 
 def key_file_for(database_url: str) -> Path | None:
     """Where embedded mode keeps its generated key: beside the SQLite file."""
-    url = make_url(str(normalize_url(database_url)))
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return None
-    return Path(str(url.database) + ".key")
+    return keyfiles.key_file_for(database_url, KEY_FILE_SUFFIX)
 
 
 def open_secret_box(keys: Sequence[str], database_url: str) -> SecretBox:
@@ -101,16 +97,7 @@ def open_secret_box(keys: Sequence[str], database_url: str) -> SecretBox:
     path = key_file_for(database_url)
     if path is None:  # in-memory SQLite: the secrets die with the process anyway
         return SecretBox([generate_key()])
-    key = generate_key()
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return SecretBox([path.read_text().strip()])
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(key + "\n")
-    log.warning(
-        "secretbox.key_generated",
-        path=str(path),
-        hint="set CATENTIO_ENCRYPTION_KEYS to manage the key yourself",
+    key = keyfiles.read_or_generate(
+        path, generate_key, name="secretbox", variable="CATENTIO_ENCRYPTION_KEYS"
     )
     return SecretBox([key])

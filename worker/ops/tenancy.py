@@ -1,26 +1,19 @@
 """A workspace sees only its own rows.
 
-The portal (and any door that acts for one workspace) looks rows up through here:
-another workspace's endpoint, event or delivery is reported exactly like a missing one
-(the same ``NotFound`` and message), so an id guessed from another tenant reveals
-nothing, not even that it exists.
+The portal (and any door that acts for one workspace) looks rows up through here, and
+endpoints through :func:`~worker.endpoints.registry.get_workspace_endpoint` (which the
+API uses too): another workspace's endpoint, event or delivery is reported exactly like
+a missing one (the same ``NotFound`` and message), so an id guessed from another tenant
+reveals nothing, not even that it exists.
 """
 
 from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from outbox.models import Delivery, Endpoint, Event
-from worker.errors import DeliveryNotFound, EndpointNotFound, EventNotFound
+from outbox.models import Delivery, Event
+from worker.errors import DeliveryNotFound, EventNotFound
 from worker.ops.history import get_delivery, get_event
-
-
-def own_endpoint(session: Session, workspace_id: str, endpoint_id: str) -> Endpoint:
-    """The endpoint if it is ``workspace_id``'s, else ``EndpointNotFound``."""
-    endpoint = session.get(Endpoint, endpoint_id)
-    if endpoint is None or endpoint.workspace_id != workspace_id:
-        raise EndpointNotFound(f"no endpoint {endpoint_id!r}")
-    return endpoint
 
 
 def own_delivery(session: Session, workspace_id: str, delivery_id: str) -> Delivery:

@@ -23,6 +23,7 @@ from outbox.errors import ValidationError
 from outbox.models import DeliveryStatus
 from worker.durations import parse_moment
 from worker.endpoints.ping import send_test_event
+from worker.endpoints.registry import get_workspace_endpoint
 from worker.endpoints.rotation import rotate_secret
 from worker.endpoints.switches import disable_endpoint, enable_endpoint, resume_endpoint, set_paused
 from worker.errors import BrokerUnavailable, Conflict
@@ -33,7 +34,7 @@ from worker.ops.replay import (
     replay_delivery,
     replay_event,
 )
-from worker.ops.tenancy import own_delivery, own_endpoint, own_event
+from worker.ops.tenancy import own_delivery, own_event
 from worker.portal.access import check_write, current_session, portal_path
 from worker.portal.context import PortalContext, portal_of
 from worker.portal.pages import common, secret_version
@@ -104,7 +105,7 @@ def _switch(request: Request, form: Mapping[str, str], action: str) -> Response:
     now = portal.clock()
     with portal.sessions() as db, db.begin():
         lock_for_write(db)  # SQLite: take the write lock before the first read
-        own_endpoint(db, session.grant.workspace_id, endpoint_id)
+        get_workspace_endpoint(db, session.grant.workspace_id, endpoint_id)
         if action == "disable":
             reason = form.get("reason", "").strip()[:200] or "disabled in the portal"
             disable_endpoint(
@@ -148,7 +149,7 @@ def rotate_action(request: Request, form: Mapping[str, str]) -> Response:
         raise Conflict("this portal cannot rotate secrets (it was started without the key)")
     with portal.sessions() as db, db.begin():
         lock_for_write(db)  # SQLite: take the write lock before the first read
-        endpoint = own_endpoint(db, session.grant.workspace_id, endpoint_id)
+        endpoint = get_workspace_endpoint(db, session.grant.workspace_id, endpoint_id)
         if form.get("version") != secret_version(endpoint):
             raise Conflict(
                 "the secret was rotated since this page was loaded; open the endpoint again "
@@ -174,7 +175,7 @@ def test_action(request: Request, form: Mapping[str, str]) -> Response:
     endpoint_id = request.path_params["endpoint_id"]
     with portal.sessions() as db, db.begin():
         lock_for_write(db)  # SQLite: take the write lock before the first read
-        endpoint = own_endpoint(db, session.grant.workspace_id, endpoint_id)
+        endpoint = get_workspace_endpoint(db, session.grant.workspace_id, endpoint_id)
         sent = send_test_event(db, endpoint, now=portal.clock())
     _ring(portal, [sent.delivery_id])
     log.info("portal.test_event", endpoint_id=endpoint_id, delivery_id=sent.delivery_id)
@@ -199,7 +200,7 @@ def bulk_replay_action(request: Request, form: Mapping[str, str]) -> Response:
         except ValidationError as exc:
             raise ValidationError(f"{name}: {exc}") from None
     with portal.sessions() as db:
-        own_endpoint(db, session.grant.workspace_id, endpoint_id)
+        get_workspace_endpoint(db, session.grant.workspace_id, endpoint_id)
         selection = bulk_selection(
             db,
             endpoint_id=endpoint_id,

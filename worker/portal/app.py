@@ -1,8 +1,7 @@
 """The portal's ASGI application: pages, actions, static files and error pages.
 
-``create_portal_app`` builds the app the API process mounts at ``/portal``;
-``standalone_app`` wraps it in a parent that mounts it there, for serving it alone
-(tests run it under uvicorn this way).
+``create_portal_app`` builds the app the API process mounts at ``/portal``
+(:func:`worker.api.app.create_app`), so ``catentio-webhooks api`` and ``run`` serve it.
 """
 
 from __future__ import annotations
@@ -143,8 +142,3 @@ def create_portal_app(
         cacheable=(MOUNT_PATH + "/static/", "/static/"),
     )
     return app
-
-
-def standalone_app(portal: Starlette) -> Starlette:
-    """``portal`` mounted at :data:`MOUNT_PATH` of an otherwise empty app."""
-    return Starlette(routes=[Mount(MOUNT_PATH, portal)])

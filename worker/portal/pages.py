@@ -20,7 +20,7 @@ from starlette.responses import HTMLResponse
 from outbox.errors import ValidationError
 from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event
 from worker.durations import parse_moment
-from worker.endpoints.registry import deliveries_by_status, list_endpoints
+from worker.endpoints.registry import deliveries_by_status, get_workspace_endpoint, list_endpoints
 from worker.errors import NotFound
 from worker.ops.activity import endpoint_activity
 from worker.ops.history import (
@@ -32,7 +32,7 @@ from worker.ops.history import (
     event_page,
     fanout_counts,
 )
-from worker.ops.tenancy import own_delivery, own_endpoint, own_event
+from worker.ops.tenancy import own_delivery, own_event
 from worker.ops.timeline import attempt_timeline
 from worker.policy.circuit import is_open
 from worker.portal.access import CSRF_FIELD, current_session, portal_path
@@ -162,7 +162,7 @@ def endpoint_page(request: Request) -> HTMLResponse:
     portal = portal_of(request)
     endpoint_id = request.path_params["endpoint_id"]
     with portal.sessions() as db:
-        endpoint = own_endpoint(db, session.grant.workspace_id, endpoint_id)
+        endpoint = get_workspace_endpoint(db, session.grant.workspace_id, endpoint_id)
         by_status = deliveries_by_status(db, endpoint_id)
     context = {
         **common(request, session, "endpoints"),
@@ -295,7 +295,7 @@ def delivery_detail_page(request: Request) -> HTMLResponse:
         delivery = own_delivery(db, workspace_id, request.path_params["delivery_id"])
         record = DeliveryRecord(
             delivery=delivery,
-            endpoint=own_endpoint(db, workspace_id, delivery.endpoint_id),
+            endpoint=get_workspace_endpoint(db, workspace_id, delivery.endpoint_id),
             event=own_event(db, workspace_id, delivery.event_id),
             attempts=delivery_attempts(db, delivery.id),
         )

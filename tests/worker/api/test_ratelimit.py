@@ -13,7 +13,7 @@ import pytest
 
 from outbox.migrate import upgrade
 from tests.support.api import Api, assert_error, listening_port, spawn_logged
-from tests.support.services import TEST_KEY, db_schema_of, engine_for
+from tests.support.services import PORTAL_SECRET, TEST_KEY, db_schema_of, engine_for
 
 HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
 
@@ -69,6 +69,7 @@ def api_process(
         "REDIS_URL": redis_server,
         "CATENTIO_REDIS_NAMESPACE": redis_namespace,
         "CATENTIO_ENCRYPTION_KEYS": TEST_KEY,
+        "CATENTIO_PORTAL_SECRET": PORTAL_SECRET,
         "CATENTIO_API_READ_LIMIT": "6/minute",
         "CATENTIO_LOG_FORMAT": "json",
     }

@@ -22,11 +22,11 @@ from sqlalchemy import select
 
 from outbox.models import Delivery, DeliveryStatus
 from outbox.publish import publish
-from tests.support.portal import PORTAL_SECRET, PortalServer, serve
+from tests.support.portal import PORTAL_SECRET, PortalServer, serve, standalone_app
 from tests.support.services import service_missing
 from worker.demo.receiver import Receiver, always
 from worker.endpoints.registry import NewSecret
-from worker.portal.app import create_portal_app, standalone_app
+from worker.portal.app import create_portal_app
 from worker.portal.tokens import Tokens
 from worker.runtime import Runtime
 
