@@ -29,21 +29,22 @@ TRACE_HEADERS = (b"traceparent", b"tracestate")
 
 
 def route_template(scope: Scope, root_path: str = "") -> str:
-    """The template of the route that answered ``scope`` (after the app ran), with the
-    prefix of the mount it is under; :data:`UNMATCHED` when none did. ``root_path`` is
-    the scope's root path before routing."""
+    """The template of the route that answered ``scope`` (after the app ran), under the
+    prefix of the mounts it went through; :data:`UNMATCHED` when none did. ``root_path``
+    is the scope's root path before routing."""
+    mounted_at = str(scope.get("root_path", ""))
+    prefix = mounted_at[len(root_path) :] if mounted_at.startswith(root_path) else ""
     route = scope.get("route")
+    if isinstance(route, Mount) or (route is None and prefix):
+        # A mount whose app matched nothing more precise: its prefix is all we know (a
+        # mount's root path is its fixed prefix, never the rest of the path).
+        return prefix or getattr(route, "path", "") or "/"
     if route is None:
         # Answered before routing (a 413 for a body over the limit): match it now.
         return _matching_route(scope) or UNMATCHED
-    if isinstance(route, Mount):
-        # A mounted app whose own routes matched nothing: the mount is all we know.
-        return route.path or "/"
     path = getattr(route, "path_format", None) or getattr(route, "path", None)
     if not isinstance(path, str):
         return UNMATCHED
-    mounted_at = str(scope.get("root_path", ""))
-    prefix = mounted_at[len(root_path) :] if mounted_at.startswith(root_path) else ""
     return f"{prefix}{path}"
 
 

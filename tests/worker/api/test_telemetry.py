@@ -38,9 +38,10 @@ def requests_of(figures: dict[str, float], method: str, route: str, klass: str) 
 def test_requests_are_counted_by_route_template(
     make_api: Callable[..., Api], sqlite_url: str
 ) -> None:
-    """Known routes by their template (never an id), unknown paths as one `unmatched`
-    value, unknown methods as `other`, a 413 answered before routing under its route;
-    the durations by method and route."""
+    """Known routes by their template (never an id), the portal's under its mount,
+    unknown paths as one `unmatched` value (or the mount's prefix inside the portal),
+    unknown methods as `other`, a 413 answered before routing under its route; the
+    durations by method and route."""
     api = make_api(sqlite_url, metered=True, api_metrics=True)
     client = api.as_workspace()
     assert client.get("/v1/webhooks").status_code == 200
@@ -48,6 +49,9 @@ def test_requests_are_counted_by_route_template(
     for i in range(3):
         assert client.get(f"/no/such/path/{i}").status_code == 404
     assert client.request("BREW", "/v1/webhooks").status_code == 405
+    # The portal mounted in the API: its own templates under its prefix.
+    assert client.get("/portal/deliveries/dlv_missing").status_code == 401
+    assert client.get("/portal/no/such/page").status_code == 404
     too_large = "x" * (api.settings.max_body_bytes + 64 * 1024)
     big = client.post("/v1/events", json={"type": "run.succeeded", "data": {"x": too_large}})
     assert_error(big, 413, "PAYLOAD_TOO_LARGE")
@@ -59,9 +63,11 @@ def test_requests_are_counted_by_route_template(
     assert requests_of(figures, "GET", "unmatched", "4xx") == 3
     assert requests_of(figures, "other", "/v1/webhooks", "4xx") == 1
     assert requests_of(figures, "POST", "/v1/events", "4xx") == 1
+    assert requests_of(figures, "GET", "/portal/deliveries/{delivery_id}", "4xx") == 1
+    assert requests_of(figures, "GET", "/portal", "4xx") == 1
     assert figures[f"{SECONDS}_count{{method=GET,route=/v1/webhooks}}"] == 1
     assert figures[f"{SECONDS}_sum{{method=GET,route=/v1/webhooks}}"] > 0
-    assert not [name for name in figures if "ep_missing" in name or "/no/such" in name]
+    assert not [name for name in figures if "_missing" in name or "/no/such" in name]
     # The registry is the process's: its info, and the state gauges of the database.
     assert figures["catentio_webhooks_info{process=api,version=0.1.0}"] == 1
     assert figures["catentio_webhooks_state_up"] == 1
