@@ -4,12 +4,13 @@ One folder per concept; read the file list as a table of contents:
 
 ==================  =========================================================================
 ``fanout/``         the poller (outbox events → deliveries) and the sweeper (re-ring lost bells)
-``delivery/``       the engine: the actor on its broker, its middleware, the bell that rings it,
-                    and the deliverer (claim, admit, sign, send, record)
+``engine/``         the delivery engine: batched claims (admission, budgets, ordering), the
+                    asyncio sending loop, batched records, the pure outcome → state transition
+``delivery/``       the doorbell: the actor on its broker, its middleware, the bell that rings it
 ``policy/``         what an outcome means (outcomes, schedule) and what an endpoint may take
                     (admission, circuit breaker, limits); operational notices
-``http/``           outbound HTTP: the sender, the guarded transport (SSRF, deadline), address
-                    and URL rules, request headers, send errors
+``http/``           outbound HTTP: the senders (aiohttp behind the SSRF guard, one deadline),
+                    address and URL rules, request headers, send errors
 ``endpoints/``      the registry, on/off switches, event and payload filters, signing secrets,
                     rotation and the secret box that encrypts them at rest
 ``ops/``            what ops look at and do: history, replay (and bulk replay runs), stats,

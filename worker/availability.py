@@ -102,8 +102,17 @@ class Availability:
         return True
 
     def close(self) -> None:
-        """Stop probing (the process is shutting down)."""
+        """Stop probing (the process is shutting down). Still down: one last probe, so
+        an outage that ended since the last one is told as ended (``recovered``); the
+        work may have gone on without this dependency meanwhile."""
         self._closed.set()
+        if self._up.is_set() or self._probe is None:
+            return
+        try:
+            self._probe()
+        except Exception:  # still down as the process stops: nothing more to tell
+            return
+        self.succeeded()
 
     def _watch(self) -> None:
         assert self._probe is not None

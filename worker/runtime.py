@@ -1,4 +1,5 @@
-"""Wiring: the engine, sessions, secret box, HTTP sender, broker and actor of one process.
+"""Wiring: the database, secret box, sending loop, delivery engine, broker and actor of
+one process.
 
 ``Runtime.open(settings)`` builds everything from settings, in that order, with the
 edges (HTTP transport, clock, metrics) injectable: the metrics default to recording
@@ -28,13 +29,15 @@ from worker.availability import Availability
 from worker.delivery.actor import DeliverActor, declare_deliver_actor
 from worker.delivery.bell import Bell
 from worker.delivery.broker import ConsumerOutages, build_broker, ping
-from worker.delivery.deliverer import Deliverer
 from worker.endpoints.secretbox import SecretBox, open_secret_box
+from worker.engine.engine import DeliveryEngine
+from worker.engine.loop import SendingLoop
 from worker.errors import ConfigurationError, DatabaseUnavailable
 from worker.fanout.poller import Dispatch, Poller
 from worker.fanout.wakeup import Listener, Wakeup, wake_on_commit
-from worker.http.sender import Sender
-from worker.http.transport import GuardedTransport
+from worker.http.aio import AioSender
+from worker.http.sender import AsyncSender, HttpxSender, Limits
+from worker.http.transport import Guard
 from worker.settings import Settings
 from worker.telemetry.metrics import NO_METRICS, Metrics
 from worker.telemetry.tracing import NO_TRACING, Tracing
@@ -75,10 +78,11 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     box: SecretBox
-    client: httpx.Client
+    loop: SendingLoop
+    sender: AsyncSender
     broker: dramatiq.Broker
     actor: DeliverActor
-    deliverer: Deliverer
+    deliverer: DeliveryEngine
     bell: Bell
     database: Availability
     broker_state: Availability
@@ -95,7 +99,7 @@ class Runtime:
         cls,
         settings: Settings,
         *,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | Guard | None = None,
         clock: Clock = utcnow,
         migrate: bool | None = None,
         startup_timeout: float | None = None,
@@ -108,6 +112,11 @@ class Runtime:
         for the database, its schema and Redis, and check that the encryption keys open
         the stored secrets (``worker.startup``); without it, a schema that is not current
         is refused at once.
+
+        ``transport``: where the requests go. By default aiohttp behind the SSRF guard of
+        ``settings.allowed_networks``; a :class:`~worker.http.transport.Guard` replaces
+        the guard (its resolver too); an httpx transport (``httpx.MockTransport`` in
+        tests) is sent through with ``httpx.AsyncClient`` instead.
         """
         # The key first: refusing to start (PostgreSQL without a key) must not leave an
         # engine behind.
@@ -131,27 +140,19 @@ class Runtime:
             engine.dispose()
             raise
         tracing.instrument_engine(engine)
-        client = httpx.Client(
-            transport=tracing.wrap_transport(
-                transport or GuardedTransport(allowed_networks=settings.allowed_networks)
-            ),
-            trust_env=False,
-            follow_redirects=False,
-        )
-        sender = Sender(
-            client,
-            timeout=settings.request_timeout,
-            connect_timeout=settings.connect_timeout,
-            max_response_bytes=settings.max_response_bytes,
-            max_header_bytes=settings.max_header_bytes,
-        )
-        deliverer = Deliverer(
+        loop = SendingLoop()
+        sender = sender_for(settings, transport)
+        database = Availability("database", probe=startup.database_answers(engine))
+        deliverer = DeliveryEngine(
             session_factory=sessions,
             sender=sender,
+            loop=loop,
             box=box,
             settings=settings,
             clock=clock,
             metrics=metrics,
+            tracing=tracing,
+            database=database,
         )
         broker = build_broker(settings)
         if startup_timeout is not None and settings.redis_url:
@@ -159,10 +160,9 @@ class Runtime:
                 startup.check_broker(broker, timeout=startup_timeout)
             except BaseException:
                 broker.close()
-                client.close()
+                _close_sending(loop, sender)
                 engine.dispose()
                 raise
-        database = Availability("database", probe=startup.database_answers(engine))
         broker_state = Availability("broker", probe=lambda: ping(broker))
         carrier = tracing.middleware()
         if carrier is not None:  # after LogContext: it ends its span before the ids are cleared
@@ -180,7 +180,8 @@ class Runtime:
             engine=engine,
             sessions=sessions,
             box=box,
-            client=client,
+            loop=loop,
+            sender=sender,
             broker=broker,
             actor=actor,
             deliverer=deliverer,
@@ -250,19 +251,20 @@ class Runtime:
         return worker
 
     def close(self) -> None:
-        """Stop workers, close the broker, the HTTP client and the engine."""
+        """Stop workers, let what is in flight be recorded, close the broker, the
+        sending loop and the engine, and flush the traces (the runtime owns the tracing
+        it was given)."""
         self.database.close()
         self.broker_state.close()
-        """Stop workers, close the broker, the HTTP client and the engine, and flush the
-        traces (the runtime owns the tracing it was given)."""
         for worker in self._workers:
             worker.stop(timeout=int(self.settings.lease_duration.total_seconds() * 1000))
         self._workers.clear()
+        self.deliverer.close(timeout=self.settings.request_timeout + 1)
         if self._consumer_outages is not None:
             self._consumer_outages.uninstall([self.settings.queue_name])
             self._consumer_outages = None
         self.broker.close()
-        self.client.close()
+        _close_sending(self.loop, self.sender)
         self.engine.dispose()
         self.tracing.shutdown()
 
@@ -280,3 +282,27 @@ class Runtime:
         finally:
             stop.set()
             thread.join(timeout=10)
+
+
+def sender_for(
+    settings: Settings, transport: httpx.AsyncBaseTransport | Guard | None
+) -> AsyncSender:
+    """The sending loop's sender (see :meth:`Runtime.open`)."""
+    limits = Limits(
+        timeout=settings.request_timeout,
+        connect_timeout=settings.connect_timeout,
+        max_response_bytes=settings.max_response_bytes,
+        max_header_bytes=settings.max_header_bytes,
+    )
+    if transport is None:
+        return AioSender(Guard(allowed_networks=settings.allowed_networks), limits)
+    if isinstance(transport, Guard):
+        return AioSender(transport, limits)
+    return HttpxSender(transport, limits)
+
+
+def _close_sending(loop: SendingLoop, sender: AsyncSender) -> None:
+    try:
+        loop.call(sender.aclose(), timeout=5)
+    finally:
+        loop.close()

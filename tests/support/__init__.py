@@ -7,7 +7,7 @@ test module imports comes from here:
 * ``clock``: a clock that moves only when told;
 * ``waiting``: polling for a condition instead of sleeping;
 * ``cli``: running ``catentio-webhooks`` through its real entry point;
-* ``harness``: the deliverer driven one call at a time, and receiver behaviours;
+* ``harness``: the delivery engine driven one call at a time, and receiver behaviours;
 * ``history``: a seeded history of thousands of deliveries;
 * ``rawserver``: a TCP server that answers with bytes no HTTP library would send.
 * ``scrape``: a real ``catentio-webhooks`` process with metrics on, and its scrapes.

@@ -1,4 +1,4 @@
-"""The real Deliverer driven one call at a time, with a clock the test moves.
+"""The real delivery engine driven one call at a time, with a clock the test moves.
 
 Against a real HTTP receiver on loopback and a real database, every policy decision
 (retry, hold, probe, disable) can be observed without sleeping. ``Gauge`` and
@@ -17,9 +17,9 @@ from sqlalchemy import select
 
 from outbox import Attempt, Delivery, Endpoint, Event, publish
 from tests.support.clock import ManualClock
-from worker.delivery.deliverer import Result
 from worker.demo.receiver import Receiver, Reply
 from worker.endpoints.registry import NewSecret
+from worker.engine.results import Result
 from worker.fanout.poller import Poller
 from worker.runtime import Runtime
 
@@ -62,7 +62,7 @@ class Harness:
         return self.fan_out()
 
     def deliver(self, delivery_id: str) -> Result:
-        """One call of the Deliverer, as the actor makes it."""
+        """One call of the engine for one delivery (claim, send, record, wait)."""
         return self.runtime.deliverer.deliver(delivery_id)
 
     def due(self, delivery_id: str) -> Result:

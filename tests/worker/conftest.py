@@ -1,4 +1,4 @@
-"""Fixtures of the worker's tests: the deliverer harness, a raw TCP server, logs."""
+"""Fixtures of the worker's tests: the engine harness, a raw TCP server, logs."""
 
 from __future__ import annotations
 

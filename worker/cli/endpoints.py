@@ -17,6 +17,8 @@ from worker.cli.output import print_json, print_jsonl, print_listing, print_reco
 from worker.cli.replay import run_bulk, tell_workers
 from worker.cli.state import State, pass_state
 from worker.endpoints.registry import (
+    ORDERINGS,
+    PARALLEL,
     EndpointChanges,
     check_deletion,
     create_endpoint,
@@ -82,6 +84,13 @@ def _headers(values: tuple[str, ...]) -> dict[str, str]:
     "filter_text",
     help='Payload filter (JSON), e.g. \'{"eq": ["status", "failed"]}\': only matching events.',
 )
+@click.option(
+    "--ordering",
+    type=click.Choice(ORDERINGS),
+    default=PARALLEL,
+    show_default=True,
+    help="fifo: one delivery in flight, in event order; a failing one blocks the rest.",
+)
 @json_option
 @pass_state
 def endpoints_add(
@@ -95,6 +104,7 @@ def endpoints_add(
     max_concurrency: int | None,
     rate_limit: float | None,
     filter_text: str | None,
+    ordering: str,
     as_json: bool,
 ) -> None:
     """Register an endpoint. Its secret is printed this once; store it with the receiver."""
@@ -112,6 +122,7 @@ def endpoints_add(
             max_concurrency=max_concurrency,
             rate_limit=rate_limit,
             payload_filter=payload_filter,
+            ordering=ordering,
             max_header_bytes=state.settings.max_header_bytes,
             allowed_networks=state.settings.allowed_networks,
         )
@@ -341,6 +352,11 @@ def endpoints_resume(state: State, endpoint_id: str) -> None:
     "filter_text",
     help="Replace the payload filter (JSON); '{}' removes it.",
 )
+@click.option(
+    "--ordering",
+    type=click.Choice(ORDERINGS),
+    help="fifo: one delivery in flight, in event order; parallel: up to its limit.",
+)
 @json_option
 @pass_state
 def endpoints_update(
@@ -354,10 +370,11 @@ def endpoints_update(
     max_concurrency: int | None,
     rate_limit: float | None,
     filter_text: str | None,
+    ordering: str | None,
     as_json: bool,
 ) -> None:
-    """Change the URL, the event filters, the custom headers, the limits or the payload
-    filter."""
+    """Change the URL, the event filters, the custom headers, the limits, the payload
+    filter or the ordering."""
     if headers and clear_headers:
         raise ValidationError("--header and --clear-headers cannot be used together")
     changes = EndpointChanges(
@@ -368,6 +385,7 @@ def endpoints_update(
         max_concurrency=max_concurrency,
         rate_limit=rate_limit,
         payload_filter=parse_json_object(filter_text, "--filter") if filter_text else None,
+        ordering=ordering,
     )
     with state.sessions()() as session, session.begin():
         endpoint = update_endpoint(

@@ -1,5 +1,11 @@
 """The delivery actor, declared on a broker that was built first (no global broker).
 
+A message rings a batch of deliveries (``deliver(*delivery_ids)``), or asks a worker to
+pull from an endpoint's backlog (``deliver(pull=endpoint_id, slots=n)``). The actor
+only claims and hands the claims to the engine's sending loop; the engine records them
+and rings retries, releases and pulls itself, through :func:`declare_deliver_actor`'s
+``send``.
+
 Our own outages are the actor's business, not the receiver's: when the database is
 unreachable the thread waits for it (one ``database.unavailable`` line for the whole
 process, then silence until ``database.recovered``) and tries the same delivery again,
@@ -10,19 +16,21 @@ moves on; the row, not the message, still decides.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dramatiq
 import structlog
 
 from worker.availability import Availability
-from worker.delivery.deliverer import Deliverer, Result
+from worker.engine.engine import DeliveryEngine
 from worker.errors import DatabaseUnavailable, OwnFailure
 from worker.settings import Settings
 from worker.telemetry.metrics import NO_METRICS, Metrics
 
 log = structlog.get_logger(__name__)
 
-DeliverActor = dramatiq.Actor[[str], None]
-"""The delivery actor's type: takes a delivery id."""
+DeliverActor = dramatiq.Actor[..., None]
+"""The delivery actor's type: ``deliver(*delivery_ids, pull=None, slots=0)``."""
 
 DELIVER = "deliver"
 """The actor's name on the broker."""
@@ -50,21 +58,25 @@ def _retry_own_failures(retries: int, exception: BaseException) -> bool:
 
 def declare_deliver_actor(
     broker: dramatiq.Broker,
-    deliverer: Deliverer,
+    engine: DeliveryEngine,
     settings: Settings,
     *,
     database: Availability | None = None,
     broker_state: Availability | None = None,
     metrics: Metrics = NO_METRICS,
 ) -> DeliverActor:
-    """Declare ``deliver(delivery_id)`` on ``broker``; it re-sends itself when a retry is
-    scheduled, with the delay the policy chose."""
+    """Declare ``deliver(*delivery_ids)`` on ``broker`` and start the engine's recorder,
+    which rings retries (delayed messages, with the delay the policy chose), released
+    deliveries and pulls through the same actor."""
     database = database or Availability("database")
     broker_state = broker_state or Availability("broker")
 
-    def send(delivery_id: str, delay_ms: int = 0) -> None:
+    def send(
+        delivery_ids: Sequence[str], delay_ms: int = 0, pull: str | None = None, slots: int = 0
+    ) -> None:
+        kwargs = {"pull": pull, "slots": slots} if pull is not None else {}
         try:
-            actor.send_with_options(args=(delivery_id,), delay=delay_ms or None)
+            actor.send_with_options(args=tuple(delivery_ids), kwargs=kwargs, delay=delay_ms or None)
         except Exception as exc:
             # The rows already hold their next attempt times; the sweeper rings them.
             metrics.own_failure("broker")
@@ -72,28 +84,18 @@ def declare_deliver_actor(
         else:
             broker_state.succeeded()
 
-    def attempt(delivery_id: str) -> Result | None:
+    def deliver(*delivery_ids: str, pull: str | None = None, slots: int = 0) -> None:
         for _ in range(IN_THREAD_TRIES):
             try:
-                result = deliverer.deliver(delivery_id)
+                engine.ring(delivery_ids, pull, slots)
             except DatabaseUnavailable as exc:
                 database.failed(exc)
                 if not database.wait(OUTAGE_WAIT):
                     break
                 continue
             database.succeeded()
-            return result
-        send(delivery_id, OUTAGE_RESEND_DELAY_MS)
-        return None
-
-    def deliver(delivery_id: str) -> None:
-        result = attempt(delivery_id)
-        if result is None:
             return
-        for released in result.released:  # the circuit closed: due now
-            send(released)
-        if result.retry_in is not None:
-            send(delivery_id, max(0, int(result.retry_in.total_seconds() * 1000)))
+        send(delivery_ids, OUTAGE_RESEND_DELAY_MS, pull, slots)
 
     time_limit_ms = int((settings.lease_duration.total_seconds() + OUTAGE_WAIT + 30) * 1000)
     actor: DeliverActor = dramatiq.actor(
@@ -106,4 +108,5 @@ def declare_deliver_actor(
         max_backoff=60_000,
         time_limit=time_limit_ms,
     )(deliver)
+    engine.start(send)
     return actor

@@ -23,9 +23,12 @@ from worker.delivery.broker import build_broker
 from worker.errors import BrokerUnavailable
 from worker.settings import Settings
 
+RING_BATCH = 100
+"""Delivery ids per message: about one claim transaction's worth."""
+
 
 class Bell:
-    """Enqueues ``deliver(delivery_id)`` messages for workers in other processes."""
+    """Enqueues ``deliver(*delivery_ids)`` messages, up to ``RING_BATCH`` ids each."""
 
     def __init__(self, broker: dramatiq.Broker, *, queue_name: str) -> None:
         self._broker = broker
@@ -46,12 +49,12 @@ class Bell:
         the rows stay pending and the poller's sweeper rings them later.
         """
         try:
-            for delivery_id in delivery_ids:
+            for start in range(0, len(delivery_ids), RING_BATCH):
                 self._broker.enqueue(
                     dramatiq.Message(
                         queue_name=self._queue_name,
                         actor_name=DELIVER,
-                        args=(delivery_id,),
+                        args=tuple(delivery_ids[start : start + RING_BATCH]),
                         kwargs={},
                         options={},
                     )

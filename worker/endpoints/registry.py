@@ -36,6 +36,29 @@ BATCH_SIZE = 500
 """Deliveries deleted per transaction."""
 
 
+FIFO = "fifo"
+"""Ordered delivery: one delivery of the endpoint in flight at a time, in event order
+(stored in ``endpoints.ordering``)."""
+
+PARALLEL = "parallel"
+"""The default: up to the endpoint's concurrency limit at once, in no promised order
+(stored as ``NULL``)."""
+
+ORDERINGS = (FIFO, PARALLEL)
+
+
+def check_ordering(ordering: str) -> str | None:
+    """``fifo`` or ``parallel`` → the stored value (``parallel`` is ``NULL``)."""
+    if ordering not in ORDERINGS:
+        raise ValidationError(f"ordering must be one of {', '.join(ORDERINGS)}, not {ordering!r}")
+    return FIFO if ordering == FIFO else None
+
+
+def ordering_of(endpoint: Endpoint) -> str:
+    """The endpoint's ordering as shown: ``fifo`` or ``parallel``."""
+    return FIFO if endpoint.ordering == FIFO else PARALLEL
+
+
 @dataclass(frozen=True)
 class NewSecret:
     """What the receiver must be given, once: a ``whsec_`` secret or a ``whpk_`` key."""
@@ -57,6 +80,7 @@ def create_endpoint(
     max_concurrency: int | None = None,
     rate_limit: float | None = None,
     payload_filter: Mapping[str, Any] | None = None,
+    ordering: str = PARALLEL,
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     allowed_networks: Iterable[IPNetwork] = (),
     clock: Clock = utcnow,
@@ -64,7 +88,8 @@ def create_endpoint(
     """Validate and add an endpoint to ``session``; returns it with its one-time secret.
     A URL whose host is a literal address outside ``allowed_networks``
     (``CATENTIO_ALLOWED_NETWORKS``) that the SSRF guard refuses is refused here.
-    ``payload_filter`` (:mod:`worker.endpoints.predicate`) narrows the events it gets."""
+    ``payload_filter`` (:mod:`worker.endpoints.predicate`) narrows the events it gets;
+    ``ordering`` ``fifo`` makes it an ordered endpoint (one in flight, in event order)."""
     check_workspace_id(workspace_id)
     check_endpoint_url(url)
     check_registrable(url, allowed_networks=allowed_networks)
@@ -77,6 +102,7 @@ def create_endpoint(
     if rate_limit is not None:
         check_rate_limit(rate_limit)
     predicate = check_filter(payload_filter) if payload_filter is not None else None
+    stored_ordering = check_ordering(ordering)
     kept, shown = new_signing_secret(scheme)
     now = clock()
     endpoint = Endpoint(
@@ -93,6 +119,7 @@ def create_endpoint(
         paused=False,
         max_concurrency=max_concurrency,
         rate_limit=rate_limit,
+        ordering=stored_ordering,
         consecutive_failures=0,
         created_at=now,
         updated_at=now,
@@ -168,6 +195,8 @@ class EndpointChanges:
     rate_limit: float | None = None
     # A payload filter; an empty mapping removes the endpoint's filter.
     payload_filter: Mapping[str, Any] | None = None
+    # ``fifo`` or ``parallel``.
+    ordering: str | None = None
 
     def empty(self) -> bool:
         """Whether nothing would change."""
@@ -179,6 +208,7 @@ class EndpointChanges:
             self.max_concurrency,
             self.rate_limit,
             self.payload_filter,
+            self.ordering,
         )
         return all(v is None for v in fields)
 
@@ -220,6 +250,8 @@ def update_endpoint(
         endpoint.rate_tat = None
     if changes.payload_filter is not None:
         endpoint.filter = check_filter(changes.payload_filter) if changes.payload_filter else None
+    if changes.ordering is not None:
+        endpoint.ordering = check_ordering(changes.ordering)
     endpoint.updated_at = now
     return endpoint
 

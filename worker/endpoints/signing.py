@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from catentio_signing import generate_keypair, generate_secret
 from outbox.errors import ValidationError
@@ -33,13 +35,13 @@ def new_signing_secret(scheme: str) -> tuple[str, str]:
 
 def signing_keys(endpoint: Endpoint, box: SecretBox, *, now: datetime) -> list[str]:
     """The endpoint's secrets that still sign: the current one and any in a grace period."""
-    return [box.decrypt(token) for token in _signing_tokens(endpoint, now)]
+    return [box.decrypt(token) for token in _signing_tokens(endpoint.secrets, now)]
 
 
-def _signing_tokens(endpoint: Endpoint, now: datetime) -> list[str]:
+def _signing_tokens(entries: Sequence[dict[str, Any]], now: datetime) -> list[str]:
     return [
         entry["secret"]
-        for entry in endpoint.secrets
+        for entry in entries
         if entry.get("expires_at") is None or datetime.fromisoformat(entry["expires_at"]) > now
     ]
 
@@ -62,7 +64,11 @@ class KeyCache:
 
     def signing_keys(self, endpoint: Endpoint, *, now: datetime) -> list[str]:
         """What :func:`signing_keys` returns, decrypting each ciphertext once."""
-        return [self._plaintext(token) for token in _signing_tokens(endpoint, now)]
+        return self.signing_keys_of(endpoint.secrets, now=now)
+
+    def signing_keys_of(self, entries: Sequence[dict[str, Any]], *, now: datetime) -> list[str]:
+        """The same, from an endpoint's stored ``secrets`` entries."""
+        return [self._plaintext(token) for token in _signing_tokens(entries, now)]
 
     def _plaintext(self, token: str) -> str:
         with self._lock:

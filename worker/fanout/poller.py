@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Select, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from outbox.clock import Clock, utcnow
 from outbox.database import is_outage, lock_for_write, skip_locked
@@ -31,6 +31,7 @@ from worker.endpoints.predicate import accepting
 from worker.fanout.deliveries import delivery_row, insert_new
 from worker.fanout.wakeup import Wakeup
 from worker.ops.retention import Retention
+from worker.policy.admission import Hold
 from worker.policy.notices import notice_subject
 from worker.settings import (
     DEFAULT_POLL_BATCH_SIZE,
@@ -147,6 +148,9 @@ class Poller:
         What is merely waiting in a long queue is not rung again, so a backlog does not
         multiply its own messages: with ``waiting`` known, only deliveries rung before
         the queue was last seen empty qualify (their message has been fetched by then).
+        Nor is a delivery a worker left for lack of its endpoint's budget, or behind the
+        head of an ordered endpoint (``held_by`` ``concurrency``, ``ordering``), while
+        that endpoint has a delivery in flight: the worker holding it pulls the next.
         """
         now = self.clock()
         quiet_since = now - self.sweep_after
@@ -164,6 +168,16 @@ class Poller:
                 # Strictly before: a ring made at the moment it was seen empty (this
                 # very sweep's) came after the look.
                 quiet_since = min(quiet_since, self._drained_at - timedelta(microseconds=1))
+        busy = aliased(Delivery)
+        in_flight = (
+            select(busy.id)
+            .where(
+                busy.endpoint_id == Delivery.endpoint_id,
+                busy.lease_until.is_not(None),
+                busy.lease_until > now,
+            )
+            .exists()
+        )
         with self.session_factory() as session, session.begin():
             lock_for_write(session)
             query = (
@@ -173,6 +187,11 @@ class Poller:
                     Delivery.next_attempt_at <= quiet_since,
                     or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
                     or_(Delivery.rung_at.is_(None), Delivery.rung_at <= quiet_since),
+                    or_(
+                        Delivery.held_by.is_(None),
+                        Delivery.held_by.not_in((Hold.CONCURRENCY, Hold.ORDERING)),
+                        ~in_flight,
+                    ),
                 )
                 .order_by(Delivery.next_attempt_at)
                 .limit(limit)

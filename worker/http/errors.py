@@ -18,13 +18,15 @@ an attempt's ``error_kind``; they never escape a delivery::
             ├── BlockedAddress          "blocked_address": SSRF guard refused the address
             └── InvalidURL              "invalid_url": not a URL we may send to
 
-``map_httpx_error`` is the one place that translates httpx's exceptions into these.
+``map_httpx_error`` and ``map_aiohttp_error`` are the one place each that translates its
+client's exceptions into these.
 """
 
 from __future__ import annotations
 
 import ssl
 
+import aiohttp
 import httpx
 
 from outbox.errors import CatentioError
@@ -119,4 +121,21 @@ def map_httpx_error(exc: httpx.HTTPError | httpx.InvalidURL) -> SendError:
         return ProtocolFailed(message)
     if isinstance(exc, httpx.TransportError):
         return TLSFailed(message) if _caused_by_ssl(exc) else NetworkFailed(message)
+    return NetworkFailed(message)
+
+
+def map_aiohttp_error(exc: BaseException) -> SendError:
+    """Translate an aiohttp exception (the sending loop's client) into our ``SendError``
+    (chain it with ``from``)."""
+    message = str(exc) or type(exc).__name__
+    if isinstance(exc, aiohttp.InvalidURL):
+        return InvalidURL(message)
+    if isinstance(exc, aiohttp.ServerTimeoutError | TimeoutError):
+        return SendTimeout(message)
+    if isinstance(exc, aiohttp.ClientSSLError) or _caused_by_ssl(exc):
+        return TLSFailed(message)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ConnectFailed(message)
+    if isinstance(exc, aiohttp.ClientResponseError | aiohttp.ClientPayloadError):
+        return ProtocolFailed(message)
     return NetworkFailed(message)

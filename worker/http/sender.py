@@ -1,15 +1,30 @@
-"""One HTTP POST of a delivery, under a total deadline, reading a capped response."""
+"""One HTTP POST of a delivery, on the sending loop, under a total deadline, reading a
+capped response.
+
+The whole exchange (connect, send, status line and headers) must finish before the
+attempt's deadline: one ``asyncio`` timeout, whatever the receiver does byte by byte.
+A status that arrived in time decides even if the body did not finish: the body is cut
+at the same deadline and kept as far as it came. Redirects are never followed.
+
+Two senders with one interface (``post``, ``aclose``): ``worker.http.aio.AioSender``
+runs in production, behind the SSRF guard; :class:`HttpxSender` sends through an httpx
+transport a caller hands the runtime (``httpx.MockTransport`` in tests), and is the
+``httpx.AsyncClient`` the benchmark compares aiohttp against.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import httpx
 
-from worker.http.errors import ProtocolFailed, SendError, map_httpx_error
-from worker.http.transport import deadline
+from worker.http.errors import ProtocolFailed, SendError, SendTimeout, map_httpx_error
+
+DEADLINE_PASSED = "the attempt's total deadline has passed"
 
 
 @dataclass(frozen=True)
@@ -33,10 +48,43 @@ class SendResult:
     error: SendError | None = field(default=None)
 
 
-def _headers(response: httpx.Response, limit: int) -> dict[str, str]:
+class AsyncSender(Protocol):
+    """What the sending loop posts through."""
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendResult:
+        """Send once; never raises for the receiver's failures (they are ``error``)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        ...
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The bounds of one attempt's exchange."""
+
+    timeout: float
+    connect_timeout: float
+    max_response_bytes: int
+    max_header_bytes: int
+
+
+def take(buffer: bytearray, chunk: bytes, limit: int) -> bool:
+    """Append what fits under ``limit``; True when the body had to be cut."""
+    room = limit - len(buffer)
+    if len(chunk) > room:
+        buffer += chunk[:room]
+        return True
+    buffer += chunk
+    return False
+
+
+def capped_headers(pairs: Iterable[tuple[str, str]], limit: int) -> dict[str, str]:
+    """Response headers with lower-cased names (repeats joined), refused over ``limit``."""
     headers: dict[str, str] = {}
     size = 0
-    for name, value in response.headers.multi_items():
+    for name, value in pairs:
         size += len(name) + len(value) + 4
         if size > limit:
             raise ProtocolFailed(f"response headers are larger than {limit} bytes")
@@ -45,75 +93,69 @@ def _headers(response: httpx.Response, limit: int) -> dict[str, str]:
     return headers
 
 
-class Sender:
-    """POSTs bodies with one shared ``httpx.Client`` (thread-safe, pooled).
+class HttpxSender:
+    """POSTs bodies with one ``httpx.AsyncClient`` on the loop's thread."""
 
-    Redirects are never followed, the response body is read raw (``identity``
-    encoding asked for, so a small compressed body cannot expand in memory) and only up
-    to ``max_response_bytes``; the whole exchange must finish within ``timeout``.
-    """
+    def __init__(self, transport: httpx.AsyncBaseTransport, limits: Limits) -> None:
+        self._client = httpx.AsyncClient(
+            transport=transport, trust_env=False, follow_redirects=False
+        )
+        self._limits = limits
+        self._httpx_timeout = httpx.Timeout(
+            limits.timeout, connect=min(limits.connect_timeout, limits.timeout)
+        )
 
-    def __init__(
-        self,
-        client: httpx.Client,
-        *,
-        timeout: float,
-        connect_timeout: float,
-        max_response_bytes: int,
-        max_header_bytes: int,
-    ) -> None:
-        self._client = client
-        self._timeout = timeout
-        self._httpx_timeout = httpx.Timeout(timeout, connect=min(connect_timeout, timeout))
-        self._max_response_bytes = max_response_bytes
-        self._max_header_bytes = max_header_bytes
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
-    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendResult:
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> SendResult:
         """Send once. Never raises for the receiver's failures: they come back as ``error``."""
         started = time.monotonic()
-        response: Response | None = None
+        deadline = asyncio.get_running_loop().time() + self._limits.timeout
         try:
-            with (
-                deadline(self._timeout),
-                self._client.stream(
-                    "POST",
-                    url,
-                    content=body,
-                    headers=headers,
-                    timeout=self._httpx_timeout,
-                    follow_redirects=False,
-                ) as http_response,
-            ):
-                response = self._read(http_response)
+            async with asyncio.timeout_at(deadline):
+                request = self._client.build_request(
+                    "POST", url, content=body, headers=headers, timeout=self._httpx_timeout
+                )
+                http_response = await self._client.send(
+                    request, stream=True, follow_redirects=False
+                )
+        except TimeoutError:
+            return SendResult(time.monotonic() - started, error=SendTimeout(DEADLINE_PASSED))
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             error = map_httpx_error(exc)
             error.__cause__ = exc
-            return SendResult(duration=time.monotonic() - started, error=error)
-        except SendError as exc:  # the SSRF guard, oversized headers
-            return SendResult(duration=time.monotonic() - started, error=exc)
-        return SendResult(duration=time.monotonic() - started, response=response)
+            return SendResult(time.monotonic() - started, error=error)
+        except SendError as exc:
+            return SendResult(time.monotonic() - started, error=exc)
+        try:
+            response = await self._read(http_response, deadline)
+        except SendError as exc:  # oversized headers
+            return SendResult(time.monotonic() - started, error=exc)
+        finally:
+            await http_response.aclose()
+        return SendResult(time.monotonic() - started, response=response)
 
-    def _read(self, http_response: httpx.Response) -> Response:
-        headers = _headers(http_response, self._max_header_bytes)
+    async def _read(self, http_response: httpx.Response, deadline: float) -> Response:
+        limits = self._limits
+        headers = capped_headers(http_response.headers.multi_items(), limits.max_header_bytes)
         buffer = bytearray()
         truncated = False
         body_error: SendError | None = None
-        # A response built in memory (httpx.MockTransport) arrives already read.
-        chunks = (
-            [http_response.content]
-            if http_response.is_stream_consumed
-            else http_response.iter_raw()
-        )
         try:
-            for chunk in chunks:
-                room = self._max_response_bytes - len(buffer)
-                if len(chunk) > room:
-                    buffer += chunk[:room]
-                    truncated = True
-                    break
-                buffer += chunk
-        except httpx.HTTPError as exc:
+            async with asyncio.timeout_at(deadline):
+                if http_response.is_stream_consumed:  # built in memory (MockTransport)
+                    truncated = take(buffer, http_response.content, limits.max_response_bytes)
+                else:
+                    async for chunk in http_response.aiter_raw():
+                        if take(buffer, chunk, limits.max_response_bytes):
+                            truncated = True
+                            break
+        except TimeoutError:
             # The status line arrived in time; the body did not. The status decides.
+            body_error = SendTimeout(DEADLINE_PASSED)
+            truncated = True
+        except httpx.HTTPError as exc:
             body_error = map_httpx_error(exc)
             truncated = True
         return Response(

@@ -33,6 +33,7 @@ def endpoint_view(endpoint: Endpoint) -> dict[str, Any]:
         "paused": endpoint.paused,
         "max_concurrency": endpoint.max_concurrency,
         "rate_limit": endpoint.rate_limit,
+        "ordering": "fifo" if endpoint.ordering == "fifo" else "parallel",
         "consecutive_failures": endpoint.consecutive_failures,
         "failing_since": _time(endpoint.failing_since),
         "last_success_at": _time(endpoint.last_success_at),

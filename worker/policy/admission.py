@@ -12,7 +12,9 @@ Decided inside the claim transaction, with the endpoint's row locked, in this or
 A held delivery gets a later ``next_attempt_at`` and spends no attempt: being limited is
 our decision, not the receiver's failure. An admitted delivery may become the probe of an
 open circuit and takes its rate slot. (A disabled endpoint is not an admission question:
-its deliveries are kept as ``skipped``, see ``worker.delivery.deliverer``.)
+its deliveries are kept as ``skipped``, see ``worker.engine.claim``.) A healthy
+endpoint's concurrency budget is enforced by the batched claim itself, without its row
+lock; these decisions are for the endpoints that need one.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class Hold(StrEnum):
     CIRCUIT = "circuit"
     CONCURRENCY = "concurrency"
     RATE = "rate"
+    ORDERING = "ordering"
+    """Behind the head of an ordered (``fifo``) endpoint, which is not done yet."""
 
 
 @dataclass(frozen=True)

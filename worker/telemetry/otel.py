@@ -5,22 +5,21 @@ protocol) when it is built, as every OpenTelemetry SDK does.
 
 The SQL and ``POST`` spans are ours, not the contrib instrumentations: the SQLAlchemy
 one is a process-wide singleton that patches ``create_engine`` (this project passes a
-tracer to each runtime instead), and the httpx one adds a ``traceparent`` header to
-every request, while receivers must get exactly the headers of the wire format. Both
-are a few lines on SQLAlchemy's cursor events and httpx's transport interface. SQL
-spans carry the statement text, never its parameters.
+tracer to each runtime instead), and the HTTP client ones add a ``traceparent`` header
+to every request, while receivers must get exactly the headers of the wire format. Both
+are a few lines: SQLAlchemy's cursor events, and a span the engine opens around each
+``POST``. SQL spans carry the statement text, never its parameters.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
+import contextvars
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import dramatiq
-import httpx
-import structlog
 from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -29,18 +28,15 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from worker.telemetry.tracing import Tracing
+from worker.telemetry.tracing import RequestSpan, TraceSpan, Tracing
 
 CONTEXT_OPTION = "trace_context"
 """The dramatiq message option that carries the W3C trace context."""
 
-LOG_ATTRIBUTES = {
-    "delivery_id": "catentio.delivery.id",
-    "event_id": "catentio.event.id",
-    "endpoint_id": "catentio.endpoint.id",
-    "attempt": "catentio.attempt",
-}
-"""Log context bound while delivering → span attributes of ``webhook.deliver``."""
+_ON_BEHALF_OF: contextvars.ContextVar[Sequence[Span] | None] = contextvars.ContextVar(
+    "catentio_sql_on_behalf_of", default=None
+)
+"""The spans a statement run now is traced in (one recording many deliveries)."""
 
 
 class OTelTracing(Tracing):
@@ -79,13 +75,59 @@ class OTelTracing(Tracing):
         """SQL spans for every statement ``engine`` runs."""
         _SQLSpans(self.tracer, engine.dialect.name).listen(engine)
 
-    def wrap_transport(self, transport: httpx.BaseTransport) -> httpx.BaseTransport:
-        """A ``POST`` span around each request (until its response headers)."""
-        return _TracingTransport(transport, self.tracer)
+    def current(self) -> Any:
+        """The current OpenTelemetry context."""
+        return context.get_current()
+
+    def start(self, name: str, parent: Any) -> TraceSpan:
+        """A span in ``parent``, current nowhere until :meth:`activate`."""
+        return self.tracer.start_span(name, context=parent, kind=SpanKind.CONSUMER)
+
+    def end(self, span: TraceSpan | None, error: BaseException | None = None) -> None:
+        """End ``span``; failed, with the exception recorded, if ``error`` is given."""
+        if not isinstance(span, Span):
+            return
+        if error is not None:
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+        span.end()
+
+    @contextmanager
+    def activate(self, span: TraceSpan | None) -> Iterator[None]:
+        """``span`` current within the block, not ended by it."""
+        if not isinstance(span, Span):
+            yield
+            return
+        with trace.use_span(span, end_on_exit=False):
+            yield
+
+    @contextmanager
+    def request(self, method: str, url: str) -> Iterator[RequestSpan]:
+        """A CLIENT span for one request (until its response has been read)."""
+        parts = urlsplit(url)
+        attributes: dict[str, Any] = {
+            "http.request.method": method,
+            "server.address": parts.hostname or "",
+            "server.port": parts.port or (443 if parts.scheme == "https" else 80),
+            "url.scheme": parts.scheme,
+        }
+        with self.tracer.start_as_current_span(
+            method, kind=SpanKind.CLIENT, attributes=attributes
+        ) as span:
+            yield _Request(span)
+
+    @contextmanager
+    def on_behalf_of(self, spans: Sequence[TraceSpan]) -> Iterator[None]:
+        """Each statement of the block gets a span in every one of ``spans``."""
+        token = _ON_BEHALF_OF.set([s for s in spans if isinstance(s, Span)] or None)
+        try:
+            yield
+        finally:
+            _ON_BEHALF_OF.reset(token)
 
     def middleware(self) -> dramatiq.Middleware:
         """Carries the trace context from ``enqueue`` to ``webhook.deliver``."""
-        return _TraceContext(self.tracer)
+        return _TraceContext()
 
     def shutdown(self) -> None:
         """Export what is buffered, then stop."""
@@ -106,62 +148,61 @@ class _SQLSpans:
 
     def _before(self, conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         operation = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else "SQL"
-        span = self._tracer.start_span(
-            operation,
-            kind=SpanKind.CLIENT,
-            attributes={"db.system.name": self._system, "db.query.text": statement},
-        )
-        conn.info.setdefault("catentio_spans", []).append(span)
+        attributes: dict[str, Any] = {"db.system.name": self._system, "db.query.text": statement}
+        parents = _ON_BEHALF_OF.get()
+        if parents is None:
+            spans = [
+                self._tracer.start_span(operation, kind=SpanKind.CLIENT, attributes=attributes)
+            ]
+        else:
+            attributes["db.operation.batch.size"] = len(parents)
+            spans = [
+                self._tracer.start_span(
+                    operation,
+                    context=trace.set_span_in_context(parent),
+                    kind=SpanKind.CLIENT,
+                    attributes=attributes,
+                )
+                for parent in parents
+            ]
+        conn.info.setdefault("catentio_spans", []).append(spans)
 
     def _after(self, conn: Any, *_args: Any) -> None:
-        spans = conn.info.get("catentio_spans")
-        if spans:
-            spans.pop().end()
+        stack = conn.info.get("catentio_spans")
+        if stack:
+            for span in stack.pop():
+                span.end()
 
     def _error(self, exception_context: Any) -> None:
         conn = exception_context.connection
-        spans = conn.info.get("catentio_spans") if conn is not None else None
-        if spans:
-            span = spans.pop()
-            span.record_exception(exception_context.original_exception)
-            span.set_status(Status(StatusCode.ERROR))
-            span.end()
-
-
-class _TracingTransport(httpx.BaseTransport):
-    def __init__(self, inner: httpx.BaseTransport, tracer: trace.Tracer) -> None:
-        self._inner = inner
-        self._tracer = tracer
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        attributes: dict[str, Any] = {
-            "http.request.method": request.method,
-            "server.address": request.url.host,
-            "server.port": request.url.port or (443 if request.url.scheme == "https" else 80),
-            "url.scheme": request.url.scheme,
-        }
-        with self._tracer.start_as_current_span(
-            request.method, kind=SpanKind.CLIENT, attributes=attributes
-        ) as span:
-            response = self._inner.handle_request(request)
-            span.set_attribute("http.response.status_code", response.status_code)
-            if response.status_code >= 500:
+        stack = conn.info.get("catentio_spans") if conn is not None else None
+        if stack:
+            for span in stack.pop():
+                span.record_exception(exception_context.original_exception)
                 span.set_status(Status(StatusCode.ERROR))
-            return response
+                span.end()
 
-    def close(self) -> None:
-        self._inner.close()
+
+class _Request:
+    def __init__(self, span: Span) -> None:
+        self._span = span
+
+    def set_response(self, status_code: int | None) -> None:
+        if status_code is None:
+            self._span.set_status(Status(StatusCode.ERROR, "no response"))
+            return
+        self._span.set_attribute("http.response.status_code", status_code)
+        if status_code >= 500:
+            self._span.set_status(Status(StatusCode.ERROR))
 
 
 class _TraceContext(dramatiq.Middleware):
     """``before_enqueue``: the current trace context into the message's options;
-    ``before_process_message``: a ``webhook.deliver`` span, child of that context,
-    current until ``after_process_message``, which adds the ids the delivery bound."""
+    ``before_process_message``: that context current while the message is processed
+    (the engine starts its spans in it); ``after_process_message``: detached again."""
 
-    def __init__(self, tracer: trace.Tracer) -> None:
-        self._tracer = tracer
-        self._active: dict[str, tuple[Span, object]] = {}
-        self._lock = threading.Lock()
+    def __init__(self) -> None:
+        self._active: dict[str, object] = {}
 
     def before_enqueue(self, broker: dramatiq.Broker, message: Any, delay: int) -> None:
         carrier: dict[str, str] = {}
@@ -171,19 +212,7 @@ class _TraceContext(dramatiq.Middleware):
 
     def before_process_message(self, broker: dramatiq.Broker, message: Any) -> None:
         parent = propagate.extract(message.options.get(CONTEXT_OPTION) or {})
-        span = self._tracer.start_span(
-            "webhook.deliver",
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "dramatiq",
-                "messaging.message.id": message.message_id,
-                "catentio.delivery.id": str(message.args[0]) if message.args else "",
-            },
-        )
-        token = context.attach(trace.set_span_in_context(span))
-        with self._lock:
-            self._active[message.message_id] = (span, token)
+        self._active[message.message_id] = context.attach(parent)
 
     def after_process_message(
         self,
@@ -193,20 +222,9 @@ class _TraceContext(dramatiq.Middleware):
         result: Any = None,
         exception: BaseException | None = None,
     ) -> None:
-        with self._lock:
-            active = self._active.pop(message.message_id, None)
-        if active is None:
-            return
-        span, token = active
-        bound = structlog.contextvars.get_contextvars()
-        for key, attribute in LOG_ATTRIBUTES.items():
-            if bound.get(key) is not None:
-                span.set_attribute(attribute, bound[key])
-        if exception is not None:
-            span.record_exception(exception)
-            span.set_status(Status(StatusCode.ERROR, type(exception).__name__))
-        span.end()
-        context.detach(token)  # type: ignore[arg-type]
+        token = self._active.pop(message.message_id, None)
+        if token is not None:
+            context.detach(token)  # type: ignore[arg-type]
 
     def after_skip_message(self, broker: dramatiq.Broker, message: Any) -> None:
         self.after_process_message(broker, message)

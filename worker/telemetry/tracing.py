@@ -7,22 +7,38 @@ default install neither needs nor loads it.
 
 The trace of an event: the poller's ``webhook.fan_out`` span (the batch's SQL inside)
 rings the deliveries; the trace context travels in each dramatiq message, so the
-worker's ``webhook.deliver`` span (its claim and record SQL and the ``POST`` inside) is
-its child, carrying the event, delivery and endpoint ids and the attempt number.
+worker's spans are its children: ``webhook.claim`` (the batch's claim transaction) and,
+per delivery, ``webhook.deliver`` (its ``POST`` and the SQL that recorded it inside),
+carrying the event, delivery and endpoint ids and the attempt number. A statement that
+records many deliveries at once appears in each of their traces, with
+``db.operation.batch.size`` saying how many it served.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import dramatiq
-import httpx
 from sqlalchemy.engine import Engine
 
 from worker.errors import ConfigurationError
 from worker.settings import Settings
+
+
+class TraceSpan(Protocol):
+    """A span the engine started and ends itself."""
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        """Set one attribute."""
+
+
+class RequestSpan(Protocol):
+    """The span of one outgoing request."""
+
+    def set_response(self, status_code: int | None) -> None:
+        """What came back (``None``: no response)."""
 
 
 class Tracing:
@@ -39,9 +55,33 @@ class Tracing:
     def instrument_engine(self, engine: Engine) -> None:
         """Trace the SQL ``engine`` runs."""
 
-    def wrap_transport(self, transport: httpx.BaseTransport) -> httpx.BaseTransport:
-        """Trace the requests sent through ``transport``."""
-        return transport
+    def current(self) -> Any:
+        """The current trace context, to start spans in later (here: ``None``)."""
+        return None
+
+    def start(self, name: str, parent: Any) -> TraceSpan | None:
+        """A span in ``parent`` (a :meth:`current` value) that the caller ends with
+        :meth:`end` (here: ``None``)."""
+        return None
+
+    def end(self, span: TraceSpan | None, error: BaseException | None = None) -> None:
+        """End a span from :meth:`start`, failed if ``error`` is given."""
+
+    @contextmanager
+    def activate(self, span: TraceSpan | None) -> Iterator[None]:
+        """Make ``span`` current within the block (without ending it)."""
+        yield
+
+    @contextmanager
+    def request(self, method: str, url: str) -> Iterator[RequestSpan]:
+        """A CLIENT span around one outgoing request."""
+        yield _NO_REQUEST
+
+    @contextmanager
+    def on_behalf_of(self, spans: Sequence[TraceSpan]) -> Iterator[None]:
+        """Within the block, every SQL statement is traced in each of ``spans`` (one
+        statement recording many deliveries)."""
+        yield
 
     def middleware(self) -> dramatiq.Middleware | None:
         """The dramatiq middleware that carries the trace context in messages."""
@@ -57,6 +97,14 @@ class _NoSpan:
 
 
 _NO_SPAN = _NoSpan()
+
+
+class _NoRequest:
+    def set_response(self, status_code: int | None) -> None:
+        return
+
+
+_NO_REQUEST = _NoRequest()
 
 NO_TRACING = Tracing()
 """The default: traces nothing."""

@@ -152,3 +152,27 @@ def test_another_workspace_cannot_touch_an_endpoint(api: Api) -> None:
         after = session.get(Endpoint, endpoint_id)
         assert after is not None
         assert (after.url, after.enabled, after.paused, after.secrets, after.updated_at) == snapshot
+
+
+def test_ordering_is_created_read_and_changed(api: Api) -> None:
+    """``ordering``: ``parallel`` by default, ``fifo`` on request, changed by PATCH,
+    anything else refused (422 naming the field) without a change."""
+    client = api.as_workspace()
+    plain = client.post("/v1/webhooks", json=NEW).json()["data"]
+    assert plain["ordering"] == "parallel"
+    created = client.post("/v1/webhooks", json={**NEW, "ordering": "fifo"}).json()["data"]
+    assert created["ordering"] == "fifo"
+    assert client.get(f"/v1/webhooks/{created['id']}").json()["data"]["ordering"] == "fifo"
+    with api.sessions() as session:
+        assert session.get_one(Endpoint, created["id"]).ordering == "fifo"
+    changed = client.patch(f"/v1/webhooks/{created['id']}", json={"ordering": "parallel"})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["data"]["ordering"] == "parallel"
+    with api.sessions() as session:
+        assert session.get_one(Endpoint, created["id"]).ordering is None
+    error = assert_error(
+        client.patch(f"/v1/webhooks/{created['id']}", json={"ordering": "lifo"}),
+        422,
+        "VALIDATION_ERROR",
+    )
+    assert error["field"] == "ordering"

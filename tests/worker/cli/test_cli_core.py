@@ -319,3 +319,32 @@ def test_custom_header_limit_follows_the_setting(migrated: str) -> None:
     big = run_cli(env, *args, "X-A: " + "a" * 100)
     assert small.exit_code == 0, small.output
     assert big.exit_code == 2 and "larger than 64 bytes" in big.stderr
+
+
+def test_ordering_is_set_at_add_and_changed_by_update(cli: Any) -> None:
+    """`endpoints add --ordering fifo` makes an ordered endpoint; `update --ordering
+    parallel` lifts it; anything else is refused with exit 2 and nothing changes."""
+    added = json.loads(
+        cli(
+            "endpoints", "add", "--workspace", "ws_a", "--url", "https://r.example/h",
+            "--events", "*", "--ordering", "fifo", "--json",
+        ).output
+    )  # fmt: skip
+    assert added["ordering"] == "fifo"
+    shown = json.loads(cli("endpoints", "show", added["id"], "--json").output)
+    assert shown["ordering"] == "fifo"
+    lifted = cli("endpoints", "update", added["id"], "--ordering", "parallel", "--json")
+    assert lifted.exit_code == 0, lifted.output
+    assert json.loads(lifted.output)["ordering"] == "parallel"
+    refused = cli("endpoints", "update", added["id"], "--ordering", "lifo")
+    assert refused.exit_code == 2
+    assert json.loads(cli("endpoints", "show", added["id"], "--json").output)["ordering"] == (
+        "parallel"
+    )
+    default = json.loads(
+        cli(
+            "endpoints", "add", "--workspace", "ws_a", "--url", "https://r2.example/h",
+            "--events", "*", "--json",
+        ).output
+    )  # fmt: skip
+    assert default["ordering"] == "parallel"

@@ -6,6 +6,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import dramatiq
 import pytest
 from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import select
@@ -79,8 +80,9 @@ def test_dead_broker_keeps_deliveries_pending_until_the_sweeper_rings(
 def test_the_bell_counts_the_messages_waiting_in_redis(
     redis_server: str, redis_namespace: str
 ) -> None:
-    """``waiting`` is what the workers have not fetched yet; a dead Redis is
-    BrokerUnavailable (the sweeper then behaves as without it)."""
+    """``waiting`` is the messages the workers have not fetched yet, each ringing up to
+    100 deliveries; a dead Redis is BrokerUnavailable (the sweeper then behaves as
+    without it)."""
     from worker.delivery.bell import Bell
 
     settings = Settings(redis_url=redis_server, redis_namespace=redis_namespace)
@@ -89,8 +91,14 @@ def test_the_bell_counts_the_messages_waiting_in_redis(
     try:
         broker.declare_queue(settings.queue_name)
         assert bell.waiting() == 0
-        bell.ring(["dlv_a", "dlv_b", "dlv_c"])
+        bell.ring([f"dlv_{i}" for i in range(250)])
         assert bell.waiting() == 3
+        key = f"{redis_namespace}:{settings.queue_name}"
+        sizes = sorted(
+            len(dramatiq.Message.decode(broker.client.hget(f"{key}.msgs", m)).args)
+            for m in broker.client.lrange(key, 0, -1)
+        )
+        assert sizes == [50, 100, 100]
     finally:
         broker.close()
     dead = Bell(
@@ -111,7 +119,7 @@ def test_the_in_process_bell_counts_its_queue() -> None:
         bell = Bell(broker, queue_name=settings.queue_name)
         assert bell.waiting() == 0
         broker.declare_queue(settings.queue_name)
-        bell.ring(["dlv_a", "dlv_b"])
+        bell.ring([f"dlv_{i}" for i in range(101)])
         assert bell.waiting() == 2
     finally:
         broker.close()

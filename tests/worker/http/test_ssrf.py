@@ -13,7 +13,7 @@ from outbox import DeliveryStatus
 from worker.demo.receiver import always
 from worker.errors import ConfigurationError
 from worker.http.addresses import is_permitted
-from worker.http.transport import GuardedTransport
+from worker.http.transport import Guard
 from worker.settings import Settings
 
 BLOCKED = [
@@ -171,7 +171,7 @@ def test_a_host_name_resolving_to_a_private_address_is_refused(
     """``hooks.customer.test`` resolving to a private or metadata address is refused
     before any connection: one ``blocked_address`` attempt, delivery failed."""
     dns = FakeDNS({"hooks.customer.test": [address]})
-    transport = GuardedTransport(allowed_networks=(), resolver=dns)
+    transport = Guard(allowed_networks=(), resolver=dns)
     harness = make_harness(sqlite_url, transport=transport, allowed_networks=())
     harness.endpoint(url="http://hooks.customer.test/webhooks")
     (delivery_id,) = harness.deliveries()
@@ -190,7 +190,7 @@ def test_only_the_permitted_answer_is_connected_to_and_resolved_once(
     still carry the name."""
     dns = FakeDNS({"rebind.customer.test": ["10.9.8.7", "127.0.0.1"]})
     loopback = (ipaddress.ip_network("127.0.0.0/8"),)
-    transport = GuardedTransport(allowed_networks=loopback, resolver=dns)
+    transport = Guard(allowed_networks=loopback, resolver=dns)
     harness = make_harness(sqlite_url, transport=transport)
     port = harness.receiver.base_url.rsplit(":", 1)[1]
     harness.receiver.route("/hook")

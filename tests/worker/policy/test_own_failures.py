@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from outbox import DeliveryStatus
 from tests.support.harness import Harness
+from tests.support.waiting import wait_until
 from worker.demo.receiver import Reply
 from worker.errors import BrokerUnavailable, DatabaseUnavailable
 from worker.fanout.poller import Poller
@@ -101,6 +102,8 @@ def test_a_broker_outage_when_rescheduling_loses_nothing(
 
     monkeypatch.setattr(harness.runtime.actor, "send_with_options", broker_down)
     harness.runtime.actor.fn(delivery_id)  # as a worker thread runs it: no exception
+    # The actor hands the claim to the sending loop; the engine's recorder writes it.
+    assert wait_until(lambda: harness.delivery(delivery_id).attempt_count == 1)
     row = harness.delivery(delivery_id)
     assert (row.status, row.attempt_count) == (DeliveryStatus.PENDING, 1)
     assert row.next_attempt_at is not None

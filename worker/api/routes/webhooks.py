@@ -111,6 +111,7 @@ def create_webhook(caller: Writer, body: WebhookCreate) -> Response:
                 max_concurrency=body.max_concurrency,
                 rate_limit=body.rate_limit,
                 payload_filter=body.filter,
+                ordering=body.ordering,
                 max_header_bytes=context.settings.max_header_bytes,
                 allowed_networks=context.settings.allowed_networks,
                 clock=context.clock,
@@ -134,6 +135,7 @@ def update_webhook(caller: Writer, webhook_id: WebhookId, body: WebhookUpdate) -
         rate_limit=(body.rate_limit or 0.0) if "rate_limit" in given else None,
         # null removes the filter (an empty mapping, for the domain).
         payload_filter=(body.filter or {}) if "filter" in given else None,
+        ordering=body.ordering,
     )
 
     def work() -> tuple[int, object]:

@@ -39,6 +39,16 @@ class EndpointState(StrEnum):
     DISABLED = "disabled"
 
 
+Ordering = Annotated[
+    Literal["fifo", "parallel"],
+    Field(
+        description="`fifo`: one delivery in flight at a time, in event order (a failing "
+        "one blocks those behind it until it succeeds, is exhausted or is skipped); "
+        "`parallel`: up to the endpoint's concurrency limit, in no promised order."
+    ),
+]
+
+
 class EndpointHealth(Shape):
     """How the endpoint has been answering."""
 
@@ -61,6 +71,7 @@ class Webhook(Shape):
     header_names: list[str] = Field(description="Custom headers sent (values not shown).")
     max_concurrency: int | None
     rate_limit: float | None
+    ordering: Ordering
     state: EndpointState
     disabled_reason: str | None
     disabled_at: Timestamp | None
@@ -90,6 +101,7 @@ class WebhookCreate(Shape):
     max_concurrency: Annotated[int, Field(ge=1, le=10_000)] | None = None
     rate_limit: Annotated[float, Field(gt=0, le=100_000)] | None = None
     filter: Filter | None = None
+    ordering: Ordering = "parallel"
 
 
 class WebhookUpdate(Shape):
@@ -105,6 +117,7 @@ class WebhookUpdate(Shape):
     max_concurrency: Annotated[int, Field(ge=1, le=10_000)] | None = None
     rate_limit: Annotated[float, Field(gt=0, le=100_000)] | None = None
     filter: Filter | None = None
+    ordering: Ordering | None = None
 
 
 class RotateSecret(Shape):
@@ -142,6 +155,7 @@ def webhook_of(endpoint: Endpoint) -> Webhook:
         header_names=sorted(endpoint.headers),
         max_concurrency=endpoint.max_concurrency,
         rate_limit=endpoint.rate_limit,
+        ordering="fifo" if endpoint.ordering == "fifo" else "parallel",
         state=state_of(endpoint),
         disabled_reason=endpoint.disabled_reason,
         disabled_at=stamp(endpoint.disabled_at),

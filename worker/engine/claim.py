@@ -1,0 +1,501 @@
+"""Claiming a batch of deliveries in one short transaction.
+
+The row decides, not the message: a delivery is attempted only by winning the claim
+(pending, due, unleased → leased until the attempt's deadline plus a margin), so a
+duplicated or replayed message makes no second HTTP request.
+
+One transaction claims every delivery of a batch that may go now:
+
+1. the candidates among the rung ids (or, when a worker pulls an endpoint's backlog,
+   that endpoint's oldest due deliveries);
+2. PostgreSQL: a transaction-scoped advisory lock per endpoint (taken in one order), so
+   claims of one endpoint's deliveries are serialised *across processes* while they
+   count its deliveries in flight; SQLite serialises writers anyway (``BEGIN
+   IMMEDIATE``). Nothing else waits for these locks: recording an attempt never takes
+   them, and the endpoint's row is not locked;
+3. the endpoints with their deliveries in flight, in one statement;
+4. for a healthy endpoint (enabled, not paused, circuit closed, no rate limit), its
+   concurrency budget is ``limit - in flight``: that many candidates are leased with
+   one ``UPDATE … RETURNING`` for the whole batch. Candidates over the budget are held
+   (``concurrency``, the one-at-a-time API) or, from the sending loop, left due and
+   marked ``held_by = concurrency`` for the worker that holds the budget to pull as
+   slots free (the sweeper leaves them alone while that endpoint has a live lease);
+5. a ``fifo`` endpoint (ordered delivery) may have one delivery in flight: its oldest
+   pending one by event, once due; every other candidate waits behind it (``ordering``)
+   until it has succeeded, failed for good or been skipped, however many messages ring;
+6. an endpoint that needs a decision under its row lock (disabled, paused, circuit
+   open, rate limited) goes through ``worker.policy.admission`` one delivery at a time,
+   with its row locked: those are the rare, slow cases;
+7. the events' bodies of what was claimed, in one statement.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
+
+import structlog
+from sqlalchemy import Connection, Table, bindparam, func, or_, select, text, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from outbox.clock import Clock
+from outbox.models import Delivery, DeliveryStatus, Endpoint, Event
+from worker.endpoints.registry import FIFO
+from worker.engine.results import LEFT, NOT_CLAIMED, NotRecorded, Result
+from worker.engine.transition import skipped_values
+from worker.fanout.deliveries import skipped_note
+from worker.http.errors import InternalFailure
+from worker.policy import admission
+from worker.policy.admission import Admission, Hold
+from worker.settings import Settings
+from worker.telemetry.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+D = cast(Table, Delivery.__table__)
+E = cast(Table, Endpoint.__table__)
+EV = cast(Table, Event.__table__)
+
+ADVISORY_NAMESPACE = 0x0CA7
+"""First key of our advisory locks (the second is the endpoint id's hash)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What sending to and recording for an endpoint needs, read at claim time."""
+
+    id: str
+    url: str
+    headers: dict[str, str]
+    secrets: list[dict[str, Any]]
+    healthy: bool
+    """Circuit closed, never failed since its last success: a 2xx needs no health
+    decision under the endpoint's lock."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One leased delivery, with everything its attempt needs."""
+
+    token: str
+    delivery_id: str
+    event_id: str
+    event_type: str
+    event_created_at: datetime
+    body: str
+    attempt_count: int
+    cycle_attempts: int
+    next_trigger: str
+    target: Target
+    failure: InternalFailure | None = None
+    """Something unexpected failed after the claim was won (admission): the attempt is
+    recorded with this error instead of being sent."""
+    span: Any = None
+    """The delivery's trace span while it is in flight (tracing on)."""
+
+
+@dataclass
+class ClaimBatch:
+    """What one claim transaction did."""
+
+    claims: list[Claim] = field(default_factory=list)
+    results: dict[str, Result] = field(default_factory=dict)
+    """Deliveries not claimed, held, skipped or left, by id."""
+    saturated: set[str] = field(default_factory=set)
+    """Endpoints whose due deliveries were left for lack of budget (its holder pulls)."""
+
+
+def internal(stage: str, exc: BaseException) -> InternalFailure:
+    """An unexpected error after a won claim, as the attempt's error (logged once)."""
+    log.error("delivery.internal_error", stage=stage, error=repr(exc)[:500])
+    failure = InternalFailure(f"internal error while {stage}: {type(exc).__name__}: {exc}")
+    failure.__cause__ = exc
+    return failure
+
+
+_CLAIMABLE = (
+    D.c.status == DeliveryStatus.PENDING,
+    D.c.next_attempt_at <= bindparam("now"),
+    or_(D.c.lease_until.is_(None), D.c.lease_until < bindparam("now")),
+)
+
+_CANDIDATES = (
+    select(D.c.id, D.c.endpoint_id, D.c.held_by)
+    .where(D.c.id.in_(bindparam("ids", expanding=True)), *_CLAIMABLE)
+    .order_by(D.c.id)
+)
+
+_BACKLOG = (
+    select(D.c.id, D.c.endpoint_id, D.c.held_by)
+    .where(D.c.endpoint_id == bindparam("endpoint_id"), *_CLAIMABLE)
+    .order_by(D.c.next_attempt_at, D.c.id)
+    .limit(bindparam("limit"))
+)
+
+_BUSY = (
+    select(func.count())
+    .where(
+        D.c.endpoint_id == E.c.id,
+        D.c.lease_until.is_not(None),
+        D.c.lease_until > bindparam("now"),
+    )
+    .scalar_subquery()
+)
+
+_ENDPOINTS = select(
+    E.c.id,
+    E.c.url,
+    E.c.headers,
+    E.c.secrets,
+    E.c.enabled,
+    E.c.paused,
+    E.c.max_concurrency,
+    E.c.rate_limit,
+    E.c.consecutive_failures,
+    E.c.failing_since,
+    E.c.probe_delivery_id,
+    E.c.ordering,
+    _BUSY.label("busy"),
+).where(E.c.id.in_(bindparam("ids", expanding=True)))
+
+_LEASE = (
+    update(D)
+    .where(D.c.id.in_(bindparam("ids", expanding=True)), *_CLAIMABLE)
+    .values(
+        lease_until=bindparam("lease_end"),
+        lease_token=bindparam("token"),
+        held_by=None,
+        updated_at=bindparam("now"),
+    )
+    .returning(
+        D.c.id,
+        D.c.event_id,
+        D.c.endpoint_id,
+        D.c.attempt_count,
+        D.c.cycle_attempts,
+        D.c.next_trigger,
+    )
+)
+
+_HOLD_UNCLAIMED = (
+    update(D)
+    .where(D.c.id.in_(bindparam("ids", expanding=True)), *_CLAIMABLE)
+    .values(
+        next_attempt_at=bindparam("until"),
+        rung_at=bindparam("now"),
+        held_by=bindparam("reason"),
+        updated_at=bindparam("now"),
+    )
+)
+
+_MARK_LEFT = (
+    update(D)
+    .where(
+        D.c.id.in_(bindparam("ids", expanding=True)),
+        *_CLAIMABLE,
+        or_(D.c.held_by.is_(None), D.c.held_by != bindparam("reason")),
+    )
+    .values(held_by=bindparam("reason"))
+)
+
+_HEAD = (
+    select(D.c.id, D.c.endpoint_id, D.c.held_by, D.c.next_attempt_at, D.c.lease_until)
+    .select_from(D.join(EV, EV.c.id == D.c.event_id))
+    .where(D.c.endpoint_id == bindparam("endpoint_id"), D.c.status == DeliveryStatus.PENDING)
+    .order_by(EV.c.created_at, EV.c.id)
+    .limit(1)
+)
+
+_EVENTS = select(EV.c.id, EV.c.type, EV.c.body, EV.c.created_at).where(
+    EV.c.id.in_(bindparam("ids", expanding=True))
+)
+
+_ADVISORY_LOCKS = text(
+    "SELECT count(pg_advisory_xact_lock(:namespace, k)) FROM "
+    "(SELECT DISTINCT hashtext(e) AS k FROM unnest(CAST(:ids AS text[])) AS e ORDER BY 1) AS keys"
+)
+
+
+class Claimer:
+    """Claims batches inside a transaction its caller opened (``session``)."""
+
+    def __init__(
+        self, settings: Settings, admission_: Admission, clock: Clock, metrics: Metrics
+    ) -> None:
+        self._settings = settings
+        self._admission = admission_
+        self._clock = clock
+        self._metrics = metrics
+
+    def claim(
+        self,
+        session: Session,
+        ids: Sequence[str],
+        endpoint_id: str | None,
+        room: int,
+        leave_over_budget: bool,
+    ) -> ClaimBatch:
+        """Claim what may go now of ``ids`` (or, with ``endpoint_id``, of that endpoint's
+        backlog), at most ``room`` of them (see the module's docstring)."""
+        connection = session.connection()
+        batch = ClaimBatch()
+        now = self._clock()
+        if endpoint_id is None:
+            found = connection.execute(_CANDIDATES, {"ids": list(ids), "now": now}).all()
+        else:
+            found = connection.execute(
+                _BACKLOG, {"endpoint_id": endpoint_id, "now": now, "limit": room}
+            ).all()
+        seen = {row.id for row in found}
+        batch.results.update((i, NOT_CLAIMED) for i in ids if i not in seen)
+        if not found:
+            return batch
+        by_endpoint: dict[str, list[Any]] = defaultdict(list)
+        for row in found:
+            by_endpoint[row.endpoint_id].append(row)
+        endpoint_ids = sorted(by_endpoint)
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                _ADVISORY_LOCKS, {"namespace": ADVISORY_NAMESPACE, "ids": endpoint_ids}
+            )
+        endpoints = {
+            row.id: row for row in connection.execute(_ENDPOINTS, {"ids": endpoint_ids, "now": now})
+        }
+        token = secrets.token_hex(16)
+        lease: list[str] = []
+        targets: dict[str, Target] = {}
+        claimed: list[Any] = []
+        failures: dict[str, InternalFailure] = {}
+        for endpoint_id_, candidates in sorted(by_endpoint.items()):
+            endpoint = endpoints.get(endpoint_id_)
+            if endpoint is None:  # deleted meanwhile (its deliveries go with it)
+                batch.results.update((c.id, NOT_CLAIMED) for c in candidates)
+                continue
+            targets[endpoint_id_] = _target(endpoint)
+            fifo = endpoint.ordering == FIFO and endpoint.enabled
+            if fifo:
+                candidates = self._head(
+                    connection, endpoint, candidates, now, batch, leave_over_budget
+                )
+                if not candidates:
+                    continue
+            if self._needs_lock(endpoint):
+                claimed += self._one_by_one(
+                    session, endpoint_id_, candidates, token, now, batch, failures
+                )
+                continue
+            limit = 1 if fifo else endpoint.max_concurrency or self._settings.max_concurrency
+            budget = max(0, min(limit - endpoint.busy, room - len(lease)))
+            lease += [c.id for c in candidates[:budget]]
+            over = [c.id for c in candidates[budget:]]
+            if over:
+                self._over_budget(
+                    connection, endpoint_id_, over, now, batch, leave_over_budget, Hold.CONCURRENCY
+                )
+        if lease:
+            claimed += connection.execute(
+                _LEASE,
+                {
+                    "ids": lease,
+                    "now": now,
+                    "lease_end": now + self._settings.lease_duration,
+                    "token": token,
+                },
+            ).all()
+        won = {row.id for row in claimed}
+        batch.results.update((i, NOT_CLAIMED) for i in lease if i not in won)
+        if not claimed:
+            return batch
+        events = {
+            row.id: row
+            for row in connection.execute(
+                _EVENTS, {"ids": sorted({row.event_id for row in claimed})}
+            )
+        }
+        for row in sorted(claimed, key=lambda r: r.id):
+            event = events[row.event_id]
+            batch.claims.append(
+                Claim(
+                    token=token,
+                    delivery_id=row.id,
+                    event_id=row.event_id,
+                    event_type=event.type,
+                    event_created_at=event.created_at,
+                    body=event.body,
+                    attempt_count=row.attempt_count,
+                    cycle_attempts=row.cycle_attempts,
+                    next_trigger=row.next_trigger,
+                    target=targets[row.endpoint_id],
+                    failure=failures.get(row.id),
+                )
+            )
+        return batch
+
+    def _needs_lock(self, endpoint: Any) -> bool:
+        return bool(
+            not endpoint.enabled
+            or endpoint.paused
+            or endpoint.consecutive_failures >= self._settings.circuit_threshold
+            or endpoint.probe_delivery_id is not None
+            or endpoint.rate_limit
+            or self._settings.rate_limit
+        )
+
+    def _head(
+        self,
+        connection: Connection,
+        endpoint: Any,
+        candidates: list[Any],
+        now: datetime,
+        batch: ClaimBatch,
+        leave: bool,
+    ) -> list[Any]:
+        """A ``fifo`` endpoint: only its oldest pending delivery (by event) may go, and
+        only when it is due and nothing of the endpoint is in flight. Returns the head
+        to claim, if it may go; the other candidates wait behind it: left for the
+        worker sending the head to pull once it is done, or, while the head waits for
+        its own retry, held until the head is due."""
+        head = connection.execute(_HEAD, {"endpoint_id": endpoint.id}).one_or_none()
+        behind = [c.id for c in candidates if head is None or c.id != head.id]
+        due = head is not None and head.next_attempt_at is not None and head.next_attempt_at <= now
+        leased = head is not None and head.lease_until is not None and head.lease_until >= now
+        free = due and not leased and endpoint.busy == 0
+        if behind:
+            if head is not None and not due and not leased and head.next_attempt_at is not None:
+                self._hold(
+                    connection, endpoint.id, behind, now, head.next_attempt_at, Hold.ORDERING, batch
+                )
+            else:
+                self._over_budget(connection, endpoint.id, behind, now, batch, leave, Hold.ORDERING)
+        return [head] if free and head is not None else []
+
+    def _over_budget(
+        self,
+        connection: Connection,
+        endpoint_id: str,
+        over: list[str],
+        now: datetime,
+        batch: ClaimBatch,
+        leave: bool,
+        reason: Hold,
+    ) -> None:
+        if not leave:
+            until = now + self._admission.spread(self._settings.limited_retry)
+            self._hold(connection, endpoint_id, over, now, until, reason, batch)
+            return
+        # Still due, but marked: the sweeper leaves them to the worker holding the
+        # endpoint's budget while it has deliveries in flight, which pulls them.
+        connection.execute(_MARK_LEFT, {"ids": over, "now": now, "reason": reason})
+        batch.saturated.add(endpoint_id)
+        batch.results.update((i, LEFT) for i in over)
+        self._metrics.delivery_held(reason, endpoint_id=endpoint_id)
+        log.info(
+            "delivery.held",
+            held_by=reason,
+            endpoint_id=endpoint_id,
+            deliveries=len(over),
+            left_for="the worker holding the budget",
+        )
+
+    def _hold(
+        self,
+        connection: Connection,
+        endpoint_id: str,
+        ids: list[str],
+        now: datetime,
+        until: datetime,
+        reason: Hold,
+        batch: ClaimBatch,
+    ) -> None:
+        connection.execute(
+            _HOLD_UNCLAIMED, {"ids": ids, "now": now, "until": until, "reason": reason}
+        )
+        delay = until - now
+        for delivery_id in ids:
+            batch.results[delivery_id] = Result(NotRecorded.POSTPONED, delay, held_by=reason)
+            self._metrics.delivery_held(reason, endpoint_id=endpoint_id)
+            log.info(
+                "delivery.held",
+                held_by=reason,
+                delivery_id=delivery_id,
+                endpoint_id=endpoint_id,
+                retry_in_s=round(delay.total_seconds(), 3),
+            )
+
+    def _one_by_one(
+        self,
+        session: Session,
+        endpoint_id: str,
+        candidates: list[Any],
+        token: str,
+        now: datetime,
+        batch: ClaimBatch,
+        failures: dict[str, InternalFailure],
+    ) -> list[Any]:
+        """The endpoint's policy decides with its row locked (the rare cases)."""
+        connection = session.connection()
+        claimed: list[Any] = []
+        endpoint = session.scalars(
+            select(Endpoint).where(Endpoint.id == endpoint_id).with_for_update(key_share=True)
+        ).one()
+        lease_end = now + self._settings.lease_duration
+        for candidate in candidates:
+            row = connection.execute(
+                _LEASE, {"ids": [candidate.id], "now": now, "lease_end": lease_end, "token": token}
+            ).one_or_none()
+            if row is None:
+                batch.results[candidate.id] = NOT_CLAIMED
+                continue
+            bound = log.bind(delivery_id=candidate.id, endpoint_id=endpoint_id)
+            if not endpoint.enabled:
+                connection.execute(
+                    update(D)
+                    .where(D.c.id == candidate.id)
+                    .values(**skipped_values(skipped_note(endpoint), now))
+                )
+                bound.info("delivery.skipped", reason=endpoint.disabled_reason)
+                batch.results[candidate.id] = Result(DeliveryStatus.SKIPPED)
+                continue
+            try:
+                wait = self._admission.decide(
+                    session, endpoint, Delivery(id=candidate.id), candidate.held_by, now
+                )
+                session.flush()
+            except SQLAlchemyError:
+                raise
+            except Exception as exc:  # e.g. a limit edited by hand into inf: keep the
+                # lease, drop what admission changed, and record the failure as an attempt.
+                session.refresh(endpoint)
+                failures[candidate.id] = internal("admitting it", exc)
+                claimed.append(row)
+                continue
+            if wait is not None:
+                admission.hold(session, candidate.id, token, wait, now)
+                self._metrics.delivery_held(wait.reason, endpoint_id=endpoint_id)
+                batch.results[candidate.id] = Result(
+                    NotRecorded.POSTPONED, wait.delay, held_by=wait.reason
+                )
+                continue
+            claimed.append(row)
+        session.flush()
+        return claimed
+
+
+def _target(endpoint: Any) -> Target:
+    return Target(
+        id=endpoint.id,
+        url=endpoint.url,
+        headers=endpoint.headers or {},
+        secrets=list(endpoint.secrets or []),
+        healthy=bool(
+            endpoint.enabled
+            and endpoint.consecutive_failures == 0
+            and endpoint.failing_since is None
+            and endpoint.probe_delivery_id is None
+        ),
+    )
