@@ -171,6 +171,7 @@ def portal_for(context: ApiContext) -> Starlette:
         ring=context.ring,
         clock=context.clock,
         tokens=context.portal_tokens,
+        replays=context.replays,
     )
 
 
