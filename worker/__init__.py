@@ -19,12 +19,13 @@ One folder per concept; read the file list as a table of contents:
                     per-process /metrics /healthz /readyz listener
 ``access/``         who may call the HTTP API: API keys (stored as hashes) and principals
 ``api/``            the HTTP API (FastAPI): envelope, auth, idempotency, rate limits, routes
-``portal/``         the web portal (mounted by the API process): signed links and sessions, pages
-                    and actions over the functions above, templates, vendored htmx
+``portal/``         the web portal (mounted by the API process): signed links, API-key sign-in and
+                    sessions, pages and actions over the functions above, templates, vendored htmx
 ``cli/``            ``catentio-webhooks``: commands only, over the functions above
 ``demo/``           the self-checking demo and its verifying receiver (not on the runtime path)
 ==================  =========================================================================
 
 At the top: ``settings`` (the one settings object), ``runtime`` (the wiring of one
-process), ``logs``, ``durations`` and ``errors`` (the worker's branches of the error tree).
+process), ``logs``, ``durations``, ``keyfiles`` (keys embedded mode generates beside its
+database) and ``errors`` (the worker's branches of the error tree).
 """

@@ -1,4 +1,5 @@
-"""The portal under a real uvicorn on loopback, and a client signed in to it."""
+"""The portal under a real uvicorn on loopback (alone, or in the API process as in
+production), and a client signed in to it."""
 
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from starlette.routing import Mount
 from starlette.types import ASGIApp
 
 from tests.support.services import PORTAL_SECRET
+from worker.api.server import ApiService, context_for_runtime
 from worker.portal.app import MOUNT_PATH
 from worker.portal.links import mint_link
 from worker.portal.tokens import Tokens
 from worker.runtime import Runtime
 
-__all__ = ["PORTAL_SECRET", "PortalServer", "serve", "standalone_app"]
+__all__ = ["PORTAL_SECRET", "PortalServer", "serve", "serve_api", "standalone_app"]
 
 
 def standalone_app(portal: Starlette) -> Starlette:
@@ -50,6 +52,21 @@ def serve(app: ASGIApp) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def serve_api(runtime: Runtime) -> Iterator[ApiService]:
+    """The API process of ``runtime`` (as ``run`` serves it: its database, secret box
+    and broker), the portal mounted in it, on a free loopback port until the block
+    ends. The portal links it mints point at that port."""
+    context = context_for_runtime(runtime)
+    service = ApiService(context, host="127.0.0.1", port=0)
+    service.start()
+    context.settings = context.settings.with_(portal_url=service.base_url)
+    try:
+        yield service
+    finally:
+        service.stop(dispose=False)
 
 
 @dataclass

@@ -138,6 +138,13 @@ def authenticate(
     return Principal(key_id=record.id, workspace_id=record.workspace_id, scope=Scope(record.scope))
 
 
+def key_is_live(session: Session, key_id: str) -> bool:
+    """Whether the key exists and is not revoked (a portal session opened with it
+    lasts only while it is)."""
+    revoked = session.execute(select(ApiKey.revoked_at).where(ApiKey.id == key_id)).one_or_none()
+    return revoked is not None and revoked[0] is None
+
+
 def key_view(record: ApiKey) -> dict[str, object]:
     """A key as people see it: never the key, only its last four characters (hint)."""
     return {

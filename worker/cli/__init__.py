@@ -61,8 +61,8 @@ def explain(exc: CatentioError) -> str:
         return f"{exc}; disable it and let them finish, or delete with --force"
     if isinstance(exc, NothingToUpdate):
         return (
-            f"{exc}: give --url, --events, --header, --description, "
-            "--max-concurrency or --rate-limit"
+            f"{exc}: give --url, --events, --header, --clear-headers, --description, "
+            "--max-concurrency, --rate-limit, --filter or --ordering"
         )
     if isinstance(exc, InvalidCursor):
         return f"--after {exc}"

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from worker.access.keys import key_is_live
 from worker.portal.context import PortalContext, portal_of
 from worker.portal.errors import CsrfRefused, ReadOnlySession, SessionRefused
 from worker.portal.tokens import Session
@@ -40,9 +41,16 @@ def portal_path(request: Request) -> str:
 
 
 def current_session(request: Request) -> Session:
-    """The request's portal session. Raises ``SessionRefused``."""
+    """The request's portal session. Raises ``SessionRefused``, also for a session
+    opened with an API key that has been revoked since."""
     portal = portal_of(request)
-    return portal.tokens.session(request.cookies.get(COOKIE), now=portal.clock())
+    session = portal.tokens.session(request.cookies.get(COOKIE), now=portal.clock())
+    if session.key_id is not None:
+        with portal.sessions() as db:
+            live = key_is_live(db, session.key_id)
+        if not live:
+            raise SessionRefused("the API key this session was opened with was revoked")
+    return session
 
 
 def open_link(request: Request) -> Response:
@@ -87,6 +95,17 @@ def signed_out(request: Request) -> HTMLResponse:
     return portal_of(request).renderer.page(request, "signed_out.html", {})
 
 
+def check_same_site(request: Request) -> None:
+    """Refuse a request another site's page sent (``Origin``, ``Sec-Fetch-Site``)."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin != "null":
+        parts = urlsplit(origin)
+        if parts.netloc != request.headers.get("host", ""):
+            raise CsrfRefused("this request comes from another site")
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        raise CsrfRefused("this request comes from another site")
+
+
 def check_write(
     request: Request,
     session: Session,
@@ -96,13 +115,7 @@ def check_write(
 ) -> None:
     """Refuse a state-changing request that is cross-site, lacks the session's CSRF
     token, or comes from a read-only session."""
-    origin = request.headers.get("origin")
-    if origin is not None and origin != "null":
-        parts = urlsplit(origin)
-        if parts.netloc != request.headers.get("host", ""):
-            raise CsrfRefused("this request comes from another site")
-    if request.headers.get("sec-fetch-site") == "cross-site":
-        raise CsrfRefused("this request comes from another site")
+    check_same_site(request)
     token = request.headers.get(CSRF_HEADER) or form.get(CSRF_FIELD)
     portal_of(request).tokens.check_csrf(session, token)
     if session.grant.read_only and not allow_read_only:

@@ -27,13 +27,9 @@ from worker.endpoints.registry import get_workspace_endpoint
 from worker.endpoints.rotation import rotate_secret
 from worker.endpoints.switches import disable_endpoint, enable_endpoint, resume_endpoint, set_paused
 from worker.errors import BrokerUnavailable, Conflict
-from worker.ops.replay import (
-    BulkReplay,
-    bulk_selection,
-    preview_bulk,
-    replay_delivery,
-    replay_event,
-)
+from worker.ops.history import count_deliveries
+from worker.ops.replay import bulk_selection, replay_delivery, replay_event
+from worker.ops.replay_runs import start_run
 from worker.ops.tenancy import own_delivery, own_event
 from worker.portal.access import check_write, current_session, portal_path
 from worker.portal.context import PortalContext, portal_of
@@ -199,7 +195,10 @@ def bulk_replay_action(request: Request, form: Mapping[str, str]) -> Response:
             moments[name] = parse_moment(text, now=now) if text else None
         except ValidationError as exc:
             raise ValidationError(f"{name}: {exc}") from None
-    with portal.sessions() as db:
+    running = form.get("step") == "run"
+    with portal.sessions() as db, db.begin():
+        if running:
+            lock_for_write(db)  # SQLite: take the write lock before the first read
         get_workspace_endpoint(db, session.grant.workspace_id, endpoint_id)
         selection = bulk_selection(
             db,
@@ -208,8 +207,21 @@ def bulk_replay_action(request: Request, form: Mapping[str, str]) -> Response:
             since=moments["since"],
             until=moments["until"],
         )
-        selected = preview_bulk(db, selection, sample_size=0).matched
-    if form.get("step") != "run":
+        selected = count_deliveries(db, selection)
+        # The same recorded run as POST /v1/webhooks/{id}/replay: any API process can
+        # report its progress, read from its row.
+        run_id = (
+            start_run(
+                db,
+                workspace_id=session.grant.workspace_id,
+                selection=selection,
+                selected=selected,
+                now=now,
+            ).id
+            if running
+            else None
+        )
+    if run_id is None:
         context = {
             **common(request, session, "endpoints"),
             "endpoint_id": endpoint_id,
@@ -218,15 +230,10 @@ def bulk_replay_action(request: Request, form: Mapping[str, str]) -> Response:
             "fields": fields,
         }
         return portal.renderer.page(request, "bulk_confirm.html", context)
-    bulk = BulkReplay(
-        sessions=portal.sessions, selection=selection, ring=portal.ring, clock=portal.clock
-    )
-    run = portal.runs.start(
-        bulk, workspace_id=session.grant.workspace_id, endpoint_id=endpoint_id, selected=selected
-    )
-    log.info("portal.bulk_replay", endpoint_id=endpoint_id, run_id=run.id, selected=selected)
+    portal.replays.submit(run_id, selection)
+    log.info("portal.bulk_replay", endpoint_id=endpoint_id, run_id=run_id, selected=selected)
     return RedirectResponse(
-        f"{portal_path(request)}endpoints/{endpoint_id}/replays/{run.id}", status_code=303
+        f"{portal_path(request)}endpoints/{endpoint_id}/replays/{run_id}", status_code=303
     )
 
 

@@ -23,7 +23,8 @@ from outbox.clock import Clock, utcnow
 from outbox.errors import ValidationError
 from worker.endpoints.secretbox import SecretBox
 from worker.errors import Conflict, NotFound
-from worker.portal import access, actions, pages
+from worker.ops.replay_runs import ReplayRunner
+from worker.portal import access, actions, login, pages
 from worker.portal.context import PortalContext, Ring, portal_of
 from worker.portal.errors import PortalError
 from worker.portal.headers import SecurityHeaders
@@ -60,9 +61,16 @@ def form_route(path: str, handler: FormHandler, *, name: str) -> Route:
     return Route(path, endpoint, methods=["POST"], name=name)
 
 
-def _error_page(request: Request, status_code: int, title: str, message: str) -> Response:
+def _error_page(
+    request: Request, status_code: int, title: str, message: str, *, sign_in: bool = False
+) -> Response:
     portal = portal_of(request)
-    context = {"base": access.portal_path(request), "title": title, "message": message}
+    context = {
+        "base": access.portal_path(request),
+        "title": title,
+        "message": message,
+        "sign_in": sign_in,
+    }
     return portal.renderer.page(request, "error.html", context, status_code=status_code)
 
 
@@ -70,7 +78,7 @@ async def _portal_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, PortalError)
     log.info("portal.refused", reason=type(exc).__name__, path=request.url.path)
     title = "Sign in again" if exc.status_code == 401 else "Not allowed"
-    return _error_page(request, exc.status_code, title, str(exc))
+    return _error_page(request, exc.status_code, title, str(exc), sign_in=exc.status_code == 401)
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
@@ -95,9 +103,12 @@ def create_portal_app(
     ring: Ring | None = None,
     clock: Clock = utcnow,
     tokens: Tokens | None = None,
+    replays: ReplayRunner | None = None,
 ) -> Starlette:
     """The portal, to be mounted at :data:`MOUNT_PATH`. Without ``box``, rotating a
-    secret is not offered; without ``ring``, replayed deliveries wait for the sweeper."""
+    secret is not offered; without ``ring``, replayed deliveries wait for the sweeper;
+    bulk replays run on ``replays`` (the API process's runner), else on a runner of
+    the portal's own."""
     handlers: Mapping[object, Callable[[Request, Exception], Awaitable[Response]]] = {
         PortalError: _portal_error,
         NotFound: _not_found,
@@ -110,6 +121,8 @@ def create_portal_app(
             Route("/", pages.endpoints_page, name="endpoints"),
             Route("/open", access.open_link, name="open"),
             Route("/signed-out", access.signed_out, name="signed_out"),
+            Route("/login", login.login_page, name="login"),
+            form_route("/login", login.log_in, name="log_in"),
             Route("/endpoints/{endpoint_id}", pages.endpoint_page, name="endpoint"),
             Route("/deliveries", pages.deliveries_page, name="deliveries"),
             Route("/deliveries/{delivery_id}", pages.delivery_detail_page, name="delivery"),
@@ -131,6 +144,7 @@ def create_portal_app(
         sessions=sessions,
         tokens=tokens or Tokens(portal_secrets(settings)),
         renderer=Renderer(),
+        replays=replays or ReplayRunner(sessions, ring=ring, clock=clock),
         box=box,
         ring=ring,
         clock=clock,

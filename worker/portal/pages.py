@@ -21,7 +21,6 @@ from outbox.errors import ValidationError
 from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint, Event
 from worker.durations import parse_moment
 from worker.endpoints.registry import deliveries_by_status, get_workspace_endpoint, list_endpoints
-from worker.errors import NotFound
 from worker.ops.activity import endpoint_activity
 from worker.ops.history import (
     DeliveryFilter,
@@ -38,6 +37,7 @@ from worker.policy.circuit import is_open
 from worker.portal.access import CSRF_FIELD, current_session, portal_path
 from worker.portal.chart import Chart, build_chart
 from worker.portal.context import portal_of
+from worker.portal.replays import replay_progress
 from worker.portal.tokens import Session
 
 PAGE_SIZE = 50
@@ -182,9 +182,14 @@ def replay_run_page(request: Request) -> HTMLResponse:
     session = current_session(request)
     portal = portal_of(request)
     endpoint_id = request.path_params["endpoint_id"]
-    run = portal.runs.get(request.path_params["run_id"], workspace_id=session.grant.workspace_id)
-    if run is None or run.endpoint_id != endpoint_id:
-        raise NotFound("no such replay (progress is kept by the process that started it)")
+    with portal.sessions() as db:
+        run = replay_progress(
+            db,
+            session.grant.workspace_id,
+            endpoint_id,
+            request.path_params["run_id"],
+            now=portal.clock(),
+        )
     context = {**common(request, session, "endpoints"), "run": run, "endpoint_id": endpoint_id}
     if request.headers.get("hx-request") == "true":
         return portal.renderer.fragment(request, "_replay_progress.html", context)

@@ -1,89 +1,68 @@
-"""Bulk replays started from the portal, run in a background thread each, with their
-progress kept in memory so the page can draw a progress bar.
+"""How the portal shows a bulk replay: its progress, read from the ``replay_runs`` table.
 
-The replay itself is the domain's ``BulkReplay`` (same batches, same re-open rule as
-the command line); this only remembers how far each run got. Progress lives in the
-process that started the run: a page served by another process of the API does not
-see it (the rows themselves are re-opened either way).
+The portal starts bulk replays on the API process's
+:class:`~worker.ops.replay_runs.ReplayRunner` (the same runner and row as
+``POST /v1/webhooks/{id}/replay``), which records progress after every batch. The page
+reads that row, so any API process can draw the bar, whichever one runs the replay; a
+run whose process died reads ``interrupted``.
 """
 
 from __future__ import annotations
 
-import secrets
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import datetime
 
-import structlog
+from sqlalchemy.orm import Session
 
-from worker.ops.replay import BulkReplay
-
-log = structlog.get_logger("worker.portal.replays")
-
-KEPT_RUNS = 100
-"""Finished runs remembered per process (the oldest are forgotten first)."""
+from worker.ops.replay_runs import RunStatus, get_run, run_status
 
 
-@dataclass
-class ReplayRun:
-    """One bulk replay: what it selected and how far it got."""
+@dataclass(frozen=True)
+class ReplayProgress:
+    """One bulk replay as its page shows it."""
 
     id: str
-    workspace_id: str
     endpoint_id: str
     selected: int
-    processed: int = 0
-    reopened: int = 0
-    finished: bool = False
-    error: str | None = None
-    ring_error: str | None = None
+    processed: int
+    reopened: int
+    status: RunStatus
+    error: str | None
+
+    @property
+    def finished(self) -> bool:
+        """Whether nothing more will happen (the page stops refreshing)."""
+        return self.status is not RunStatus.RUNNING
+
+    @property
+    def stopped(self) -> bool:
+        """Whether it ended before going through its selection."""
+        return self.status in (RunStatus.FAILED, RunStatus.INTERRUPTED)
+
+    @property
+    def ring_error(self) -> str | None:
+        """Why the workers could not be told at once (a finished run's note)."""
+        return self.error if self.status is RunStatus.SUCCEEDED else None
 
     @property
     def percent(self) -> int:
         """How far it got, 0 to 100."""
-        if self.finished or not self.selected:
+        if self.status is RunStatus.SUCCEEDED or not self.selected:
             return 100
         return min(100, round(100 * self.processed / self.selected))
 
 
-@dataclass
-class ReplayRuns:
-    """The runs this process started."""
-
-    runs: dict[str, ReplayRun] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def start(
-        self, bulk: BulkReplay, *, workspace_id: str, endpoint_id: str, selected: int
-    ) -> ReplayRun:
-        """Run ``bulk`` in a thread; returns its run, updated as batches finish."""
-        run = ReplayRun(f"run_{secrets.token_hex(8)}", workspace_id, endpoint_id, selected)
-        with self.lock:
-            self.runs[run.id] = run
-            while len(self.runs) > KEPT_RUNS:
-                oldest = next(iter(self.runs))
-                if not self.runs[oldest].finished:
-                    break
-                del self.runs[oldest]
-
-        def progress(handled: int) -> None:
-            run.processed += handled
-            run.reopened = bulk.reopened
-
-        def work() -> None:
-            try:
-                bulk.run(progress)
-            except Exception as exc:  # reported on the page; the rows done stay done
-                run.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                log.exception("portal.bulk_replay_failed", run_id=run.id, endpoint_id=endpoint_id)
-            finally:
-                run.reopened = bulk.reopened
-                run.ring_error = bulk.ring_error
-                run.finished = True
-
-        threading.Thread(target=work, name=f"portal-replay-{run.id}", daemon=True).start()
-        return run
-
-    def get(self, run_id: str, *, workspace_id: str) -> ReplayRun | None:
-        """The run, if it is this workspace's."""
-        run = self.runs.get(run_id)
-        return run if run is not None and run.workspace_id == workspace_id else None
+def replay_progress(
+    session: Session, workspace_id: str, endpoint_id: str, run_id: str, *, now: datetime
+) -> ReplayProgress:
+    """The run of this endpoint in this workspace; another's is ``ReplayNotFound``."""
+    run = get_run(session, workspace_id, endpoint_id, run_id)
+    return ReplayProgress(
+        id=run.id,
+        endpoint_id=run.endpoint_id,
+        selected=run.selected,
+        processed=run.processed,
+        reopened=run.reopened,
+        status=run_status(run, now=now),
+        error=run.error,
+    )

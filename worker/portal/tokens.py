@@ -8,7 +8,10 @@ expiry is an explicit field checked against an injected clock (not the signer's 
 timestamp), so a test can move time and a link can be given any lifetime.
 
 The CSRF token of a session is derived from the session's random id with a third salt:
-it cannot be forged without the secret and changes with every session.
+it cannot be forged without the secret and changes with every session. The sign-in form
+(an operator's API key, :mod:`worker.portal.login`) has no session yet: its token is
+derived, with a fourth salt, from a random nonce kept in a cookie of its own. A session
+opened with an API key carries the key's id, so that revoking the key ends it.
 
 Secrets are given newest first (``CATENTIO_PORTAL_SECRET=new,old``): the newest signs,
 all of them verify, so a secret can be rotated without cutting open sessions.
@@ -33,6 +36,7 @@ from worker.portal.errors import CsrfRefused, LinkExpired, LinkRefused, SessionR
 LINK_SALT = "catentio-portal-link"
 SESSION_SALT = "catentio-portal-session"
 CSRF_SALT = "catentio-portal-csrf"
+LOGIN_SALT = "catentio-portal-login"
 
 MIN_SECRET_CHARS = 32
 """A shorter portal secret is refused: it signs every session of every workspace."""
@@ -53,6 +57,8 @@ class Session:
 
     grant: Grant
     session_id: str
+    key_id: str | None = None
+    """The API key it was opened with (None: opened by a link)."""
 
 
 def _timestamp(moment: datetime) -> int:
@@ -82,6 +88,7 @@ class Tokens:
         self._links = URLSafeSerializer(keys, salt=LINK_SALT)
         self._sessions = URLSafeSerializer(keys, salt=SESSION_SALT)
         self._csrf = URLSafeSerializer(keys, salt=CSRF_SALT)
+        self._login = URLSafeSerializer(keys, salt=LOGIN_SALT)
 
     # Links ---------------------------------------------------------------------------
 
@@ -109,16 +116,21 @@ class Tokens:
 
     # Sessions ------------------------------------------------------------------------
 
-    def open_session(self, link: Grant, *, ttl: timedelta, now: datetime) -> tuple[str, Session]:
-        """A session cookie value for the workspace of ``link``, lasting ``ttl``."""
+    def open_session(
+        self, link: Grant, *, ttl: timedelta, now: datetime, key_id: str | None = None
+    ) -> tuple[str, Session]:
+        """A session cookie value for the workspace of ``link``, lasting ``ttl``;
+        ``key_id``: the API key it is opened with."""
         grant = Grant(link.workspace_id, link.read_only, now + ttl)
-        session = Session(grant, secrets.token_urlsafe(18))
-        payload = {
+        session = Session(grant, secrets.token_urlsafe(18), key_id)
+        payload: dict[str, Any] = {
             "ws": grant.workspace_id,
             "ro": grant.read_only,
             "exp": _timestamp(grant.expires_at),
             "sid": session.session_id,
         }
+        if key_id is not None:
+            payload["kid"] = key_id
         return str(self._sessions.dumps(payload)), session
 
     def session(self, cookie: str | None, *, now: datetime) -> Session:
@@ -128,20 +140,35 @@ class Tokens:
         try:
             payload = self._sessions.loads(cookie)
             grant = _grant(payload)
-            session_id = payload["sid"]
-            if not isinstance(session_id, str):
-                raise BadData("session id is not a string")
+            session_id, key_id = payload["sid"], payload.get("kid")
+            if not isinstance(session_id, str) or not isinstance(key_id, str | None):
+                raise BadData("session or key id is not a string")
         except (BadData, KeyError, TypeError):
             raise SessionRefused("this portal session is not valid: open a portal link") from None
         if grant.expires_at <= now:
             raise SessionRefused("this portal session has expired: open a new portal link")
-        return Session(grant, session_id)
+        return Session(grant, session_id, key_id)
 
     # CSRF ----------------------------------------------------------------------------
 
     def csrf_token(self, session: Session) -> str:
         """The token every state-changing request of ``session`` must carry."""
         return str(self._csrf.dumps(session.session_id))
+
+    def login_token(self, nonce: str) -> str:
+        """The token the sign-in form carries, bound to its nonce cookie."""
+        return str(self._login.dumps(nonce))
+
+    def check_login(self, nonce: str | None, token: str | None) -> None:
+        """Raise ``CsrfRefused`` unless ``token`` was made for the form's ``nonce``."""
+        if not nonce or not token:
+            raise CsrfRefused("this sign-in form is missing its token; reload the page")
+        try:
+            bound = self._login.loads(token)
+        except BadData:
+            raise CsrfRefused("this sign-in form's token is not valid; reload the page") from None
+        if not isinstance(bound, str) or not hmac.compare_digest(bound, nonce):
+            raise CsrfRefused("this sign-in form's token belongs to another form")
 
     def check_csrf(self, session: Session, token: str | None) -> None:
         """Raise ``CsrfRefused`` unless ``token`` belongs to ``session``."""

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import click
 import pytest
 
 from tests.support.cli import Invoke
+from worker.cli.endpoints import endpoints_update
 
 CASES = [
     (["deliveries", "show", "dlv_nope"], 3, "no delivery 'dlv_nope'"),
@@ -43,3 +45,18 @@ def test_bad_arguments_give_one_clear_line(
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert message in lines[0]
     assert result.stdout == ""
+
+
+def test_nothing_to_update_names_every_option_that_changes_something(cli: Invoke) -> None:
+    """The hint lists every option of `endpoints update` but --json: one added later
+    (a filter, the ordering) without the hint fails here."""
+    options = {
+        param.opts[0]
+        for param in endpoints_update.params
+        if isinstance(param, click.Option) and param.opts[0] != "--json"
+    }
+    result = cli("endpoints", "update", "ep_x")
+    assert result.exit_code == 2
+    hint = result.stderr.strip()
+    missing = {option for option in options if option not in hint}
+    assert not missing, f"the hint leaves out {sorted(missing)}: {hint}"

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -107,8 +106,11 @@ def test_a_slow_endpoint_cannot_starve_a_healthy_one(
     make_runtime: Callable[..., Runtime], add_endpoint: Any, receiver: Receiver, sqlite_url: str
 ) -> None:
     """One endpoint takes the full deadline on every request; with its limit of 2, the
-    other 2 of 4 worker threads keep a healthy endpoint's deliveries flowing. (Without
-    the limit the slow backlog would hold all 4 threads for ~9 s.)"""
+    other 2 of 4 worker threads keep a healthy endpoint's deliveries flowing: all 20
+    succeed while the slow endpoint has had at most two rounds of 2 requests. (Without
+    the limit the slow backlog would hold all 4 threads for ~9 s.) How fast the healthy
+    endpoint goes beside hanging ones is a benchmark's figure (tests/bench, "hanging"),
+    not a timed assertion here."""
     runtime = make_runtime(
         sqlite_url,
         request_timeout=1.5,
@@ -128,16 +130,13 @@ def test_a_slow_endpoint_cannot_starve_a_healthy_one(
     publish_events(runtime, 24, workspace="ws_slow")
     with runtime.running():
         assert wait_until(lambda: len(receiver.received("/slow")) >= 2, timeout=5)
-        started = time.monotonic()
         publish_events(runtime, 20, workspace="ws_ok")
         assert wait_until(
             lambda: statuses(runtime, healthy.endpoint.id).count(DeliveryStatus.SUCCEEDED) == 20,
             timeout=10,
         )
-        elapsed = time.monotonic() - started
         slow_statuses = statuses(runtime, slow.endpoint.id)
         in_flight = len(receiver.received("/slow"))
-    assert elapsed < 2.5, f"healthy deliveries took {elapsed:.1f}s behind a slow endpoint"
     assert slow_statuses.count(DeliveryStatus.PENDING) >= 20  # the slow backlog still waits
     assert in_flight <= 4  # two at a time, at most two rounds of the 1.5 s deadline
 

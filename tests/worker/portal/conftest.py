@@ -24,6 +24,7 @@ from outbox.models import Delivery, DeliveryStatus
 from outbox.publish import publish
 from tests.support.portal import PORTAL_SECRET, PortalServer, serve, standalone_app
 from tests.support.services import service_missing
+from tests.worker.api.conftest import make_api, sqlite_api  # noqa: F401 (fixtures)
 from worker.demo.receiver import Receiver, always
 from worker.endpoints.registry import NewSecret
 from worker.portal.app import create_portal_app

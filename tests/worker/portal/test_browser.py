@@ -16,7 +16,7 @@ from sqlalchemy import select
 from outbox.models import Attempt, Endpoint
 from outbox.publish import publish
 from tests.support.clock import ManualClock
-from tests.support.portal import PortalServer
+from tests.support.portal import PortalServer, serve_api
 from tests.worker.portal.conftest import BrowserPage, Seeded
 from tests.worker.portal.showcase import seed_showcase
 from worker.demo.receiver import Receiver, sequence
@@ -225,20 +225,33 @@ def test_screenshots_of_endpoints_deliveries_and_one_delivery(
     width: int,
     sqlite_url: str,
     make_runtime: Callable[..., Runtime],
-    start_portal: Callable[..., PortalServer],
     browser: BrowserPage,
     screenshot_dir: Path,
 ) -> None:
-    """The three main pages render at desktop width and at 360 px without sideways
-    scrolling of the page itself; screenshots are kept as test artefacts."""
+    """The three main pages (and the sign-in form), served by the API process, render at
+    desktop width and at 360 px without sideways scrolling of the page itself;
+    screenshots are kept as test artefacts."""
     runtime = make_runtime(sqlite_url)
     endpoint_ids = seed_showcase(runtime)
-    portal = start_portal(runtime)
+    with serve_api(runtime) as service:
+        portal = PortalServer(service.base_url, runtime, service.context.portal_tokens)
+        _shoot_pages(portal, endpoint_ids, width, browser, screenshot_dir)
+
+
+def _shoot_pages(
+    portal: PortalServer,
+    endpoint_ids: dict[str, str],
+    width: int,
+    browser: BrowserPage,
+    screenshot_dir: Path,
+) -> None:
     page = browser.page
     page.set_viewport_size({"width": width, "height": 900})
+    name = "desktop" if width > 400 else "360px"
+    page.goto(f"{portal.url}/portal/login")
+    _shoot(page, screenshot_dir / f"portal-login-{name}.png", width, min_bytes=5_000)
     page.goto(portal.link("ws_acme"))
     page.wait_for_url(re.compile(r"/portal/$"))
-    name = "desktop" if width > 400 else "360px"
     shots = {}
     page.locator(".chart svg rect").first.wait_for()
     shots["endpoints"] = page
@@ -253,8 +266,8 @@ def test_screenshots_of_endpoints_deliveries_and_one_delivery(
     assert shots
 
 
-def _shoot(page: Any, path: Path, width: int) -> None:
+def _shoot(page: Any, path: Path, width: int, *, min_bytes: int = 10_000) -> None:
     scroll_width = page.evaluate("document.documentElement.scrollWidth")
     assert scroll_width <= width, f"{path.name}: the page scrolls sideways ({scroll_width}px)"
     page.screenshot(path=str(path), full_page=True)
-    assert path.stat().st_size > 10_000
+    assert path.stat().st_size > min_bytes
