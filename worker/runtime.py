@@ -44,6 +44,10 @@ from worker.telemetry.tracing import NO_TRACING, Tracing
 
 log = structlog.get_logger(__name__)
 
+WORKER_POLL_MS = 10
+"""Longest pause of an idle dramatiq consumer between two fetches, in milliseconds
+(dramatiq backs off up to it while the queue stays empty)."""
+
 
 def open_database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
     """Engine and session factory for ``settings.database_url``."""
@@ -241,7 +245,9 @@ class Runtime:
             self.broker,
             queues={self.settings.queue_name},
             worker_threads=threads or self.settings.worker_threads,
-            worker_timeout=100,
+            # An idle consumer polls Redis at most this often (ms): the wait a message
+            # rung into an idle queue can sit before a worker fetches it.
+            worker_timeout=WORKER_POLL_MS,
         )
         if self._consumer_outages is None and self.settings.redis_url:
             self._consumer_outages = ConsumerOutages(self.broker_state)

@@ -118,18 +118,20 @@ def _succeed(postgres: bool) -> Any:
     )
 
 
-_STAMP = (
-    update(E)
-    .where(
-        E.c.id == bindparam("endpoint_id"),
-        E.c.enabled.is_(True),
-        E.c.consecutive_failures == 0,
-        E.c.failing_since.is_(None),
-        E.c.probe_delivery_id.is_(None),
-        or_(E.c.last_success_at.is_(None), E.c.last_success_at < bindparam("stale_before")),
+@cache
+def _stamp(postgres: bool) -> Any:
+    return (
+        update(E)
+        .where(
+            ids_in(E.c.id, postgres),
+            E.c.enabled.is_(True),
+            E.c.consecutive_failures == 0,
+            E.c.failing_since.is_(None),
+            E.c.probe_delivery_id.is_(None),
+            or_(E.c.last_success_at.is_(None), E.c.last_success_at < bindparam("stale_before")),
+        )
+        .values(last_success_at=bindparam("now"))
     )
-    .values(last_success_at=bindparam("now"))
-)
 
 
 def attempt_row(item: Finished) -> dict[str, Any]:
@@ -222,12 +224,16 @@ class Recorder:
                 insert(A), [attempt_row(i) for i in items if i.claim.delivery_id in kept]
             )
         stale_before = now - SUCCESS_STAMP_INTERVAL
-        for endpoint_id, row in healthy.items():
-            last = row.last_success_at
-            if last is None or last < stale_before:
-                connection.execute(
-                    _STAMP, {"endpoint_id": endpoint_id, "now": now, "stale_before": stale_before}
-                )
+        stale = sorted(
+            endpoint_id
+            for endpoint_id, row in healthy.items()
+            if row.last_success_at is None or row.last_success_at < stale_before
+        )
+        if stale:  # every stale stamp of the batch in one statement
+            connection.execute(
+                _stamp(connection.dialect.name == "postgresql"),
+                {"ids": stale, "now": now, "stale_before": stale_before},
+            )
         recorded = []
         for item in items:
             claim = item.claim
