@@ -46,6 +46,12 @@ def sequence(*statuses: int) -> Behaviour:
     return lambda n: Reply(statuses[min(n, len(statuses)) - 1])
 
 
+class _Server(ThreadingHTTPServer):
+    # The sending loop opens as many connections at once as an endpoint's concurrency
+    # limit allows; socketserver's default backlog of 5 would drop the rest's SYNs.
+    request_queue_size = 128
+
+
 @dataclass(frozen=True)
 class Received:
     """One request as it arrived."""
@@ -72,7 +78,7 @@ class Receiver:
         self._routes: dict[str, _Route] = {}
         self._received: list[Received] = []
         self._lock = threading.Condition()
-        self._server = ThreadingHTTPServer((host, 0), self._handler_class())
+        self._server = _Server((host, 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
