@@ -265,6 +265,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "CATENTIO_METRICS_PORT": ("metrics_port", _integer),
     "CATENTIO_METRICS_HOST": ("metrics_host", str.strip),
     "CATENTIO_METRICS_ENDPOINT_LABELS": ("metrics_endpoint_labels", _bool),
+    "CATENTIO_API_METRICS": ("api_metrics", _bool),
     "OTEL_EXPORTER_OTLP_ENDPOINT": ("otel_endpoint", str.strip),
     "HONCHO_PROCESS_NAME": ("procfile_process", str),
     "PS": ("procfile_process", str),
@@ -344,6 +345,8 @@ class Settings:
     metrics_host: str = DEFAULT_METRICS_HOST
     # An `endpoint` label on the attempt and hold counters: one series per endpoint.
     metrics_endpoint_labels: bool = False
+    # The API serves /metrics, /healthz and /readyz on its own port too (one-port platforms).
+    api_metrics: bool = False
     # OpenTelemetry traces go here when set (the [otel] extra); the SDK reads the rest of
     # its OTEL_* variables itself.
     otel_endpoint: str | None = None

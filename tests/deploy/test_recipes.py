@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 import pytest
 import yaml
 
 from tests.support.scrape import metered
+from tests.support.waiting import wait_until
 from worker.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,19 +168,51 @@ def test_alerts_cover_what_the_issue_asks_for() -> None:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
-    """The metric names a real `catentio-webhooks run` exports (fresh, embedded)."""
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
+    """The metric names real processes export, by process: a fresh embedded `run`, and
+    an `api` serving them on its own port (CATENTIO_API_METRICS) once it answered a
+    request, with no metrics port of its own."""
     folder = tmp_path_factory.mktemp("exported")
     env = {"DATABASE_URL": f"sqlite:///{folder / 'db.sqlite3'}"}
-    with metered(env, "run", "--threads", "1") as running:
-        return running.families()
+    with metered(env, "run", "--threads", "1", "--no-api") as running:
+        run = running.families()
+    api_env = {**env, "CATENTIO_API_METRICS": "true", "CATENTIO_METRICS_PORT": ""}
+    with metered(api_env, "api", "--port", "0", listening_event="api.started") as api:
+        assert httpx.get(f"{api.base_url}/v1/system/health", timeout=10).status_code == 200
+        assert wait_until(lambda: "catentio_webhooks_api_requests_total" in api.families())
+        served = api.families()
+    assert not [line for line in api.lines if line.get("event") == "metrics.listening"]
+    return {"run": run, "api": served}
 
 
 @pytest.mark.parametrize("source", ["dashboard", "alerts"])
-def test_every_metric_used_is_exported(source: str, exported: set[str]) -> None:
+def test_every_metric_used_is_exported(source: str, exported: dict[str, set[str]]) -> None:
     """Each metric name in the dashboard's queries and the alert rules is one a running
-    process exports, so neither can silently go blank after a rename."""
+    process exports, so neither can silently go blank after a rename; the API's own
+    figures come from the API process."""
     exprs = dashboard_expressions() if source == "dashboard" else [r["expr"] for r in alert_rules()]
     used = {name for expr in exprs for name in METRIC.findall(expr)}
     assert len(used) >= 6
-    assert used - exported == set()
+    assert used - (exported["run"] | exported["api"]) == set()
+    api_metrics = {name for name in used if name.startswith("catentio_webhooks_api_")}
+    assert api_metrics, f"the {source} says nothing about the API"
+    assert api_metrics <= exported["api"]
+    assert not api_metrics & exported["run"]  # `run --no-api` serves no API
+
+
+def test_systemd_metrics_ports_do_not_collide() -> None:
+    """The fixed metrics ports of the units and the worker instances the docs suggest
+    are all different, so the units can run side by side on one host."""
+    fixed = [
+        int(port)
+        for commands in unit_commands("Environment").values()
+        for port in re.findall(r"^CATENTIO_METRICS_PORT=(\d+)$", "\n".join(commands), re.M)
+    ]
+    texts = [p.read_text() for p in (DEPLOY / "systemd").glob("*.service")]
+    texts.append((ROOT / "docs" / "operating-observability.md").read_text())
+    instances = {
+        int(port) for text in texts for port in re.findall(r"catentio-webhooks-worker@(\d+)", text)
+    }
+    assert len(fixed) == 2 and instances
+    assert len(set(fixed)) == len(fixed)
+    assert not set(fixed) & instances

@@ -19,6 +19,8 @@ from worker.access.keys import create_key
 from worker.api.server import ApiService, build_context
 from worker.endpoints.registry import create_endpoint
 from worker.settings import Settings
+from worker.telemetry.exporter import Telemetry
+from worker.telemetry.tracing import NO_TRACING, Tracing
 
 
 @dataclass
@@ -75,13 +77,23 @@ class Api:
         return created.endpoint.id
 
 
-def start_api(database_url: str, **overrides: Any) -> Api:
+def start_api(
+    database_url: str,
+    *,
+    metered: bool = False,
+    tracing: Tracing = NO_TRACING,
+    **overrides: Any,
+) -> Api:
     """An API (and the portal mounted in it) on a free loopback port; ``rung`` records
     what it asks the workers. Unless ``portal_url`` is given, the portal links it mints
-    point at the port it listens on (known only once it does)."""
+    point at the port it listens on (known only once it does). ``metered``: with a
+    metrics registry (``api.service.context.telemetry``)."""
     settings = fast_settings(database_url, **overrides)
     rung: list[str] = []
-    context = build_context(settings, ring=rung.extend, migrate=True)
+    telemetry = Telemetry(settings, process="api") if metered else None
+    context = build_context(
+        settings, ring=rung.extend, migrate=True, telemetry=telemetry, tracing=tracing
+    )
     service = ApiService(context, host="127.0.0.1", port=0)
     service.start()
     if "portal_url" not in overrides:

@@ -55,10 +55,18 @@ def parse(text: str) -> dict[str, float]:
 
 
 @contextmanager
-def metered(env: dict[str, str], *args: str, timeout: float = 30) -> Iterator[Metered]:
+def metered(
+    env: dict[str, str],
+    *args: str,
+    timeout: float = 30,
+    listening_event: str = "metrics.listening",
+) -> Iterator[Metered]:
     """Run ``catentio-webhooks ARGS`` with ``CATENTIO_METRICS_PORT=0`` (a free port, read
-    back from its ``metrics.listening`` line); SIGTERM and wait on exit."""
-    full_env = process_env(CATENTIO_METRICS_PORT="0", **env)
+    back from its ``metrics.listening`` line); SIGTERM and wait on exit. An empty value
+    in ``env`` unsets that variable; ``listening_event`` names the log line whose
+    ``port`` serves ``/metrics`` (``api.started`` with ``CATENTIO_API_METRICS``)."""
+    merged = process_env(**{"CATENTIO_METRICS_PORT": "0", **env})
+    full_env = {k: v for k, v in merged.items() if v != ""}
     process = subprocess.Popen(
         worker_command(*args),
         env=full_env,
@@ -76,7 +84,7 @@ def metered(env: dict[str, str], *args: str, timeout: float = 30) -> Iterator[Me
                 continue
             line = json.loads(raw)
             running.lines.append(line)
-            if line.get("event") == "metrics.listening":
+            if line.get("event") == listening_event:
                 running.port = int(str(line["port"]))
                 listening.set()
 

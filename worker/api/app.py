@@ -30,7 +30,10 @@ from worker.api.errors import ApiError, Code, api_error_for
 from worker.api.middleware import RequestContext
 from worker.api.openapi import RATE_LIMIT_HEADERS
 from worker.api.routes import deliveries, events, portal, system, webhooks
+from worker.api.telemetry import RequestTelemetry
+from worker.ops.checks import broker_check, database_reachable
 from worker.portal.app import MOUNT_PATH, create_portal_app
+from worker.telemetry.requests import NO_REQUEST_METRICS
 
 log = structlog.get_logger("worker.api")
 
@@ -134,8 +137,29 @@ def create_app(context: ApiContext | None) -> FastAPI:
     app.add_exception_handler(Exception, _on_unexpected)
     # The portal's pages carry no X-RateLimit-* headers: the API's budget is not theirs.
     app.add_middleware(RequestContext, body_margin=BODY_MARGIN, unmetered=(MOUNT_PATH + "/",))
+    if context is not None:
+        _add_telemetry(app, context)
     _document_rate_limits(app)
     return app
+
+
+def _add_telemetry(app: FastAPI, context: ApiContext) -> None:
+    """Outermost: request metrics (when the process has a registry), the request's
+    span, and with ``CATENTIO_API_METRICS`` the exporter's paths on this port."""
+    telemetry = context.telemetry
+    exporter = None
+    if telemetry is not None and context.settings.api_metrics:
+        telemetry.watch_state(context.sessions)
+        settings, engine = context.settings, context.engine
+        exporter = telemetry.asgi_exporter(
+            lambda: [database_reachable(engine), broker_check(settings, timeout=2.0)]
+        )
+    app.add_middleware(
+        RequestTelemetry,
+        metrics=telemetry.request_metrics() if telemetry is not None else NO_REQUEST_METRICS,
+        tracing=context.tracing,
+        exporter=exporter,
+    )
 
 
 def portal_for(context: ApiContext) -> Starlette:

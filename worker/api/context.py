@@ -1,6 +1,7 @@
 """What the API's handlers share: settings, sessions, the secret box, the limiter, the
-idempotency store, the replay runner, the portal's signing tokens, the clock and the
-bell that wakes the workers. The portal mounted beside the API uses the same ones."""
+idempotency store, the replay runner, the portal's signing tokens, the clock, the bell
+that wakes the workers, metrics and tracing. The portal mounted beside the API uses the
+same ones."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from worker.endpoints.secretbox import SecretBox
 from worker.ops.replay_runs import ReplayRunner
 from worker.portal.tokens import Tokens
 from worker.settings import Settings
+from worker.telemetry.exporter import Telemetry
+from worker.telemetry.tracing import NO_TRACING, Tracing
 
 Ring = Callable[[Sequence[str]], None]
 """Asks the workers to look at these deliveries now."""
@@ -36,3 +39,6 @@ class ApiContext:
     portal_tokens: Tokens
     ring: Ring | None = None
     clock: Clock = utcnow
+    # The process's metrics registry (None: metrics off) and tracing.
+    telemetry: Telemetry | None = None
+    tracing: Tracing = NO_TRACING

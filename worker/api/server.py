@@ -31,6 +31,8 @@ from worker.portal.keys import portal_secrets
 from worker.portal.tokens import Tokens
 from worker.runtime import Runtime, ensure_schema, open_database
 from worker.settings import Settings
+from worker.telemetry.exporter import Telemetry
+from worker.telemetry.tracing import NO_TRACING, Tracing
 
 log = structlog.get_logger("worker.api")
 
@@ -46,10 +48,18 @@ def portal_tokens_for(settings: Settings) -> Tokens:
 
 
 def build_context(
-    settings: Settings, *, ring: Ring | None = None, clock: Clock = utcnow, migrate: bool = False
+    settings: Settings,
+    *,
+    ring: Ring | None = None,
+    clock: Clock = utcnow,
+    migrate: bool = False,
+    telemetry: Telemetry | None = None,
+    tracing: Tracing = NO_TRACING,
 ) -> ApiContext:
     """Everything the API needs, from settings. ``ring`` defaults to the Redis bell
-    (None in embedded mode without one: the ``run`` process passes its own).
+    (None in embedded mode without one: the ``run`` process passes its own). With
+    ``telemetry`` requests are counted in its registry; ``tracing`` traces requests and
+    their SQL (the context owns it: :meth:`ApiService.close` flushes it).
 
     Raises ``ConfigurationError`` before opening anything when a key is missing (on
     PostgreSQL, ``CATENTIO_PORTAL_SECRET`` and ``CATENTIO_ENCRYPTION_KEYS`` are required).
@@ -57,6 +67,7 @@ def build_context(
     portal_tokens = portal_tokens_for(settings)
     box = open_secret_box(settings.encryption_keys, settings.database_url)
     engine, sessions = open_database(settings)
+    tracing.instrument_engine(engine)
     try:
         ensure_schema(engine, migrate=migrate)
     except BaseException:
@@ -82,6 +93,8 @@ def build_context(
         portal_tokens=portal_tokens,
         ring=ring,
         clock=clock,
+        telemetry=telemetry,
+        tracing=tracing,
     )
 
 
@@ -97,10 +110,16 @@ class _Server(uvicorn.Server):
                 log.info("api.started", host=host, port=port)
 
 
-def context_for_runtime(runtime: Runtime, *, portal_tokens: Tokens | None = None) -> ApiContext:
-    """The API of the embedded ``run`` process: its database, secret box and broker
-    (so a replay rings the workers of this very process). Without ``portal_tokens``
-    they are made from the settings (see :func:`portal_tokens_for`)."""
+def context_for_runtime(
+    runtime: Runtime,
+    *,
+    portal_tokens: Tokens | None = None,
+    telemetry: Telemetry | None = None,
+) -> ApiContext:
+    """The API of the embedded ``run`` process: its database, secret box, broker (so a
+    replay rings the workers of this very process), tracing and metrics registry.
+    Without ``portal_tokens`` they are made from the settings (see
+    :func:`portal_tokens_for`)."""
     settings = runtime.settings
     if portal_tokens is None:
         portal_tokens = portal_tokens_for(settings)
@@ -121,6 +140,8 @@ def context_for_runtime(runtime: Runtime, *, portal_tokens: Tokens | None = None
         portal_tokens=portal_tokens,
         ring=runtime.dispatch,
         clock=runtime.clock,
+        telemetry=telemetry,
+        tracing=runtime.tracing,
     )
 
 
@@ -194,11 +215,12 @@ class ApiService:
 
     def close(self, *, dispose: bool = True) -> None:
         """Finish running replays, release the limiter's connections and (``dispose``)
-        the database engine."""
+        the database engine and the tracing (its buffered spans exported)."""
         self.context.replays.close()
         self.context.limiter.close()
         if dispose:
             self.context.engine.dispose()
+            self.context.tracing.shutdown()
 
     def _prune_loop(self) -> None:
         while not self._stop.wait(PRUNE_INTERVAL):

@@ -27,17 +27,26 @@ def api(state: State, host: str | None, port: int | None) -> None:
     uvicorn. With PostgreSQL, CATENTIO_PORTAL_SECRET is required."""
     from worker.api.server import ApiService, build_context
     from worker.telemetry.exporter import Telemetry, serving
+    from worker.telemetry.tracing import open_tracing
 
     settings = state.settings
-    context = build_context(settings, migrate=is_sqlite(settings.database_url))
+    # Metrics are on with CATENTIO_METRICS_PORT (/metrics, /healthz and /readyz on a port
+    # of their own, as every long-running process has) or CATENTIO_API_METRICS (the same
+    # three on the API's own port); either way the requests are counted.
+    metrics_on = settings.metrics_port is not None or settings.api_metrics
+    telemetry = Telemetry(settings, process="api") if metrics_on else None
+    context = build_context(
+        settings,
+        migrate=is_sqlite(settings.database_url),
+        telemetry=telemetry,
+        tracing=open_tracing(settings, process="api"),
+    )
     service = ApiService(
         context, host=host or settings.api_host, port=settings.api_port if port is None else port
     )
-    # With CATENTIO_METRICS_PORT: /metrics (the state gauges), /healthz and /readyz on a
-    # port of their own, as every long-running process has.
-    telemetry = None if settings.metrics_port is None else Telemetry(settings, process="api")
+    own_port = telemetry if settings.metrics_port is not None else None
     try:
-        with serving(telemetry, context.engine, context.sessions):
+        with serving(own_port, context.engine, context.sessions):
             service.serve()
     finally:
         service.close()

@@ -35,7 +35,9 @@ def stop_on_signals() -> threading.Event:
 def _open(settings: Settings, process: str) -> tuple[Runtime, Telemetry | None]:
     """The runtime, counting into a Prometheus registry when CATENTIO_METRICS_PORT is set
     and tracing when OTEL_EXPORTER_OTLP_ENDPOINT is (``runtime.close()`` flushes)."""
-    telemetry = None if settings.metrics_port is None else Telemetry(settings, process=process)
+    # `run` serves the API too, and CATENTIO_API_METRICS puts its metrics on the API's port.
+    metrics_on = settings.metrics_port is not None or (process == "run" and settings.api_metrics)
+    telemetry = Telemetry(settings, process=process) if metrics_on else None
     runtime = Runtime.open(
         settings,
         metrics=telemetry.metrics if telemetry else NO_METRICS,
@@ -78,10 +80,13 @@ def run(state: State, threads: int | None, api_port: int | None, no_api: bool) -
     mode = "redis" if settings.redis_url else "in-process"
     log.info("run.started", broker=mode, threads=threads or settings.worker_threads)
     try:
-        with serving(telemetry, runtime.engine, runtime.sessions), runtime.running(threads=threads):
+        own_port = telemetry if settings.metrics_port is not None else None
+        with serving(own_port, runtime.engine, runtime.sessions), runtime.running(threads=threads):
             if serves_api:
                 port = settings.run_api_port if api_port is None else api_port
-                context = context_for_runtime(runtime, portal_tokens=portal_tokens)
+                context = context_for_runtime(
+                    runtime, portal_tokens=portal_tokens, telemetry=telemetry
+                )
                 service = ApiService(context, host=settings.api_host, port=port)
                 service.start()
             stop.wait()

@@ -100,10 +100,15 @@ class Poller:
                 if not events:
                     return PollResult(0, 0, 0)
                 # Only a batch gets a span (an idle poller's empty polls would drown the
-                # traces). It lasts through the commit and the ringing, so the messages
+                # traces). It continues the producers' traces (each event's stored trace
+                # context) and lasts through the commit and the ringing, so the messages
                 # carry its context to the deliveries' spans.
                 span = traced.enter_context(
-                    self.tracing.span("webhook.fan_out", **{"catentio.events": len(events)})
+                    self.tracing.continuing(
+                        "webhook.fan_out",
+                        [e.trace_context for e in events],
+                        **{"catentio.events": len(events)},
+                    )
                 )
                 span.set_attribute("catentio.event.ids", [e.id for e in events])
                 by_workspace = self._endpoints_for(session, {e.workspace_id for e in events})

@@ -11,21 +11,25 @@ host each get their own port (the systemd template uses its instance name as the
 
 ``/healthz`` answers 200 while the process runs (liveness). ``/readyz`` answers 200
 when the database and the broker are reachable, 503 otherwise, one line per check
-(readiness: :mod:`worker.ops.checks`). The API process mounts :meth:`Telemetry.asgi_app`
-on its own app instead of opening a second port.
+(readiness: :mod:`worker.ops.checks`). The API process can serve the same three paths
+on its own app and port instead (:meth:`Telemetry.asgi_exporter`,
+``CATENTIO_API_METRICS=true``): a platform that gives a web process one port gets its
+metrics there too.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import Any, cast
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+import anyio.to_thread
 import structlog
 from prometheus_client import (
     CollectorRegistry,
@@ -39,17 +43,27 @@ from prometheus_client import (
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from worker.errors import ConfigurationError
 from worker.ops.checks import Check, broker_client, broker_reachable, database_reachable
 from worker.settings import Settings
 from worker.telemetry.gauges import StateGauges
 from worker.telemetry.metrics import PREFIX, PrometheusMetrics
+from worker.telemetry.requests import PrometheusRequestMetrics
 
 log = structlog.get_logger("worker.telemetry")
 
 Readiness = Callable[[], list[Check]]
 """The checks ``/readyz`` runs (database and broker reachable)."""
+
+PATHS = ("/metrics", "/healthz", "/readyz")
+"""What the exporter serves."""
+
+READINESS_CACHE_SECONDS = 1.0
+"""How long the API's ``/readyz`` answer is reused: on a public port, a flood of probes
+costs the database and the broker one round of checks per second."""
 
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -82,12 +96,25 @@ class Telemetry:
             {"process": process, "version": _package_version()}
         )
         self._gauges: StateGauges | None = None
+        self._requests: PrometheusRequestMetrics | None = None
+        self._lock = threading.Lock()
+
+    def request_metrics(self) -> PrometheusRequestMetrics:
+        """The API's per-request families, registered on first use (only a process
+        that serves the API lists them)."""
+        with self._lock:
+            if self._requests is None:
+                self._requests = PrometheusRequestMetrics(self.registry)
+            return self._requests
 
     def watch_state(self, sessions: sessionmaker[Session]) -> None:
-        """Export the database-derived gauges from this process too."""
-        if self._gauges is None:
-            self._gauges = StateGauges(sessions, circuit_threshold=self.settings.circuit_threshold)
-            self.registry.register(self._gauges)
+        """Export the database-derived gauges from this process too (once)."""
+        with self._lock:
+            if self._gauges is None:
+                self._gauges = StateGauges(
+                    sessions, circuit_threshold=self.settings.circuit_threshold
+                )
+                self.registry.register(self._gauges)
 
     def wsgi_app(self, readiness: Readiness) -> WSGIApp:
         """``/metrics``, ``/healthz`` and ``/readyz`` as one WSGI app."""
@@ -112,10 +139,33 @@ class Telemetry:
 
         return app
 
-    def asgi_app(self) -> Any:
-        """``/metrics`` as an ASGI app, for the API process to mount on its own app
-        (``app.mount("/metrics", telemetry.asgi_app())``)."""
-        return make_asgi_app(self.registry)
+    def asgi_app(self) -> ASGIApp:
+        """``/metrics`` alone as an ASGI app (``app.mount("/metrics", ...)``)."""
+        return cast(ASGIApp, make_asgi_app(self.registry))
+
+    def asgi_exporter(self, readiness: Readiness) -> ASGIApp:
+        """``/metrics``, ``/healthz`` and ``/readyz`` as one ASGI app, answering as
+        :meth:`wsgi_app` does; the API serves it on its own port. ``/readyz`` answers
+        from a cache of :data:`READINESS_CACHE_SECONDS`."""
+        metrics = self.asgi_app()
+        ready = _CachedReadiness(readiness, READINESS_CACHE_SECONDS)
+
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            path = scope.get("path", "")
+            if path == "/metrics":
+                await metrics(scope, receive, send)
+                return
+            if path == "/healthz":
+                response = PlainTextResponse("ok\n")
+            elif path == "/readyz":
+                checks = await anyio.to_thread.run_sync(ready)
+                body = "".join(f"{'ok' if c.ok else 'FAIL'} {c.name}: {c.detail}\n" for c in checks)
+                response = PlainTextResponse(body, 200 if all(c.ok for c in checks) else 503)
+            else:
+                response = PlainTextResponse("not found: /metrics, /healthz, /readyz\n", 404)
+            await response(scope, receive, send)
+
+        return app
 
     def serve(self, readiness: Readiness) -> MetricsServer:
         """Start the listener on ``CATENTIO_METRICS_HOST:CATENTIO_METRICS_PORT``."""
@@ -125,6 +175,23 @@ class Telemetry:
         server = MetricsServer(self.wsgi_app(readiness), self.settings.metrics_host, port)
         server.start()
         return server
+
+
+class _CachedReadiness:
+    """``readiness()``, asked at most once per ``seconds`` (thread-safe)."""
+
+    def __init__(self, readiness: Readiness, seconds: float) -> None:
+        self._readiness = readiness
+        self._seconds = seconds
+        self._lock = threading.Lock()
+        self._answer: tuple[float, list[Check]] | None = None
+
+    def __call__(self) -> list[Check]:
+        with self._lock:
+            now = time.monotonic()
+            if self._answer is None or now - self._answer[0] >= self._seconds:
+                self._answer = (now, self._readiness())
+            return self._answer[1]
 
 
 def _plain(start_response: StartResponse, status: str, body: str) -> list[bytes]:

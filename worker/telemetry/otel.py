@@ -14,7 +14,7 @@ are a few lines: SQLAlchemy's cursor events, and a span the engine opens around 
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,7 +24,8 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
@@ -37,6 +38,11 @@ _ON_BEHALF_OF: contextvars.ContextVar[Sequence[Span] | None] = contextvars.Conte
     "catentio_sql_on_behalf_of", default=None
 )
 """The spans a statement run now is traced in (one recording many deliveries)."""
+
+MAX_PRODUCER_LINKS = 128
+"""Links a fan-out span keeps to its batch's producers (the SDK's default link limit)."""
+
+_W3C = TraceContextTextMapPropagator()
 
 
 class OTelTracing(Tracing):
@@ -70,6 +76,55 @@ class OTelTracing(Tracing):
         """A span around the block, current within it."""
         with self.tracer.start_as_current_span(name, attributes=attributes) as span:
             yield span
+
+    @contextmanager
+    def continuing(
+        self, name: str, carriers: Sequence[Mapping[str, str] | None], **attributes: Any
+    ) -> Iterator[Any]:
+        """A span that continues the traces its events were published in.
+
+        When every event of the batch carries the same producer context (one event, or
+        one producer transaction that published several), the span is that producer
+        span's child: one trace from the publish to the POST. A batch that mixes
+        producers (or traced and untraced events) cannot be the child of all of them:
+        the span starts a trace of its own with a link to each producer's span, as the
+        OpenTelemetry messaging conventions do for a batch receive; its deliveries are
+        its children. ``catentio.producer.traces`` says how many it continues."""
+        contexts: list[SpanContext] = []
+        untraced = False
+        for carrier in carriers:
+            span_context = _span_context_of(carrier)
+            if span_context is None:
+                untraced = True
+            elif span_context not in contexts:
+                contexts.append(span_context)
+        attributes["catentio.producer.traces"] = len(contexts)
+        if len(contexts) == 1 and not untraced:
+            parent = trace.set_span_in_context(trace.NonRecordingSpan(contexts[0]))
+            with self.tracer.start_as_current_span(
+                name, context=parent, attributes=attributes
+            ) as span:
+                yield span
+            return
+        links = [Link(c) for c in contexts[:MAX_PRODUCER_LINKS]]
+        with self.tracer.start_as_current_span(
+            name, context=context.Context(), links=links, attributes=attributes
+        ) as span:
+            yield span
+
+    @contextmanager
+    def request_span(self, method: str, headers: Mapping[str, str]) -> Iterator[Any]:
+        """A SERVER span for one API request, child of its ``traceparent`` header."""
+        parent = _W3C.extract(dict(headers))
+        with self.tracer.start_as_current_span(
+            method,
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={"http.request.method": method},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            yield _RequestSpan(span, method)
 
     def instrument_engine(self, engine: Engine) -> None:
         """SQL spans for every statement ``engine`` runs."""
@@ -132,6 +187,31 @@ class OTelTracing(Tracing):
     def shutdown(self) -> None:
         """Export what is buffered, then stop."""
         self.provider.shutdown()
+
+
+def _span_context_of(carrier: Mapping[str, str] | None) -> SpanContext | None:
+    if not carrier:
+        return None
+    span_context = trace.get_current_span(_W3C.extract(dict(carrier))).get_span_context()
+    return span_context if span_context.is_valid else None
+
+
+class _RequestSpan:
+    """The API request's span: named ``METHOD route`` once the route is known."""
+
+    def __init__(self, span: Span, method: str) -> None:
+        self._span = span
+        self._method = method
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self._span.set_attribute(key, value)
+
+    def finish(self, route: str, status: int) -> None:
+        self._span.update_name(f"{self._method} {route}")
+        self._span.set_attribute("http.route", route)
+        self._span.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            self._span.set_status(Status(StatusCode.ERROR))
 
 
 class _SQLSpans:

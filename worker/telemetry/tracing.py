@@ -5,10 +5,12 @@ Tracing is on only where ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set; then
 :class:`worker.telemetry.otel.OTelTracing`. Nothing here imports OpenTelemetry, so the
 default install neither needs nor loads it.
 
-The trace of an event: the poller's ``webhook.fan_out`` span (the batch's SQL inside)
-rings the deliveries; the trace context travels in each dramatiq message, so the
-worker's spans are its children: ``webhook.claim`` (the batch's claim transaction) and,
-per delivery, ``webhook.deliver`` (its ``POST`` and the SQL that recorded it inside),
+The trace of an event: the producer's span (``outbox.publish()`` stores its W3C trace
+context with the event; for ``POST /v1/events`` it is the API request's span), then
+the poller's ``webhook.fan_out`` span, its child (the batch's SQL inside), which rings
+the deliveries; the trace context travels in each dramatiq message, so the worker's
+spans are its children: ``webhook.claim`` (the batch's claim transaction) and, per
+delivery, ``webhook.deliver`` (its ``POST`` and the SQL that recorded it inside),
 carrying the event, delivery and endpoint ids and the attempt number. A statement that
 records many deliveries at once appears in each of their traces, with
 ``db.operation.batch.size`` saying how many it served.
@@ -16,7 +18,7 @@ records many deliveries at once appears in each of their traces, with
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -50,6 +52,22 @@ class Tracing:
     def span(self, name: str, **attributes: Any) -> Iterator[Any]:
         """A span around the block (here: nothing); yields an object with
         ``set_attribute(key, value)``."""
+        yield _NO_SPAN
+
+    @contextmanager
+    def continuing(
+        self, name: str, carriers: Sequence[Mapping[str, str] | None], **attributes: Any
+    ) -> Iterator[Any]:
+        """A span around the block that continues the producers' traces, one W3C
+        carrier per event (``None``: that producer did not trace). Here: nothing."""
+        yield _NO_SPAN
+
+    @contextmanager
+    def request_span(self, method: str, headers: Mapping[str, str]) -> Iterator[Any]:
+        """A SERVER span around an HTTP request the API answers, current within it and
+        a child of the request's ``traceparent`` header if it has one. Yields an object
+        whose ``finish(route, status)`` names the span after the route template and
+        records the response status. Here: nothing."""
         yield _NO_SPAN
 
     def instrument_engine(self, engine: Engine) -> None:
@@ -93,6 +111,9 @@ class Tracing:
 
 class _NoSpan:
     def set_attribute(self, key: str, value: Any) -> None:
+        return
+
+    def finish(self, route: str, status: int) -> None:
         return
 
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from outbox import ids
+from outbox import ids, tracecontext
 from outbox.clock import Clock, utcnow
 from outbox.database import lock_for_write
 from outbox.envelope import render
@@ -35,6 +35,7 @@ def publish(
     request_id: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     clock: Clock = utcnow,
+    trace_context: Mapping[str, str] | None = None,
 ) -> Event:
     """Validate an event, render its body once and add it to the caller's session.
 
@@ -51,6 +52,13 @@ def publish(
     On PostgreSQL the commit also wakes the poller (``NOTIFY``, see :mod:`outbox.notify`).
     The session's engine must reach our schema: :func:`outbox.bind` it when the schema is
     not the default one, or when the database is SQLite.
+
+    The event remembers the producer's trace: by default the W3C trace context of the
+    current OpenTelemetry span, when OpenTelemetry is installed and a span is current
+    (``catentio-outbox`` does not depend on it); or the ``traceparent``/``tracestate`` of
+    an explicit ``trace_context`` carrier (``{}`` stores none). The poller's fan-out span
+    continues it. An invalid ``traceparent`` is dropped, never an error
+    (:mod:`outbox.tracecontext`).
 
     Raises a :class:`~outbox.errors.ValidationError` subclass for bad input.
     """
@@ -82,6 +90,11 @@ def publish(
         body=body,
         idempotency_key=idempotency_key,
         request_id=request_id,
+        trace_context=(
+            tracecontext.current()
+            if trace_context is None
+            else tracecontext.normalized(trace_context)
+        ),
         created_at=created_at,
         dispatched_at=None,
     )

@@ -95,3 +95,41 @@ def test_a_taken_port_is_one_clear_error(serve: Any) -> None:
     second = Telemetry(Settings(metrics_port=port), process="worker")
     with pytest.raises(ConfigurationError, match=f"CATENTIO_METRICS_PORT={port}: cannot listen"):
         second.serve(lambda: READY)
+
+
+def test_asgi_exporter_answers_like_the_listener_and_caches_readiness() -> None:
+    """The API's exporter app: /readyz is 503 naming what failed, asked at most once a
+    second however many probes arrive; /healthz 200; other paths 404; the request
+    families are only registered once asked for."""
+    asked: list[int] = []
+
+    def readiness() -> list[Check]:
+        asked.append(1)
+        return [Check("database", False, "unreachable: refused"), READY[1]]
+
+    telemetry = Telemetry(Settings(), process="api")
+    assert "catentio_webhooks_api_requests" not in _names(telemetry)
+    telemetry.request_metrics().request_finished("GET", "/v1/webhooks", 200, 0.01)
+    assert telemetry.request_metrics() is telemetry.request_metrics()
+    app = telemetry.asgi_exporter(readiness)
+
+    async def probe() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            paths = ["/readyz"] * 5 + ["/healthz", "/metrics", "/nope"]
+            return [await client.get(path) for path in paths]
+
+    *ready, healthz, metrics, nope = asyncio.run(probe())
+    assert {r.status_code for r in ready} == {503}
+    assert ready[0].text == "FAIL database: unreachable: refused\nok broker: reachable\n"
+    assert len(asked) == 1
+    assert (healthz.status_code, healthz.text) == (200, "ok\n")
+    line = (
+        'catentio_webhooks_api_requests_total{method="GET",route="/v1/webhooks",status_class="2xx"}'
+    )
+    assert f"{line} 1.0" in metrics.text
+    assert nope.status_code == 404
+
+
+def _names(telemetry: Telemetry) -> set[str]:
+    return {family.name for family in telemetry.registry.collect()}

@@ -5,13 +5,16 @@ from __future__ import annotations
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import Tracer
 
 from outbox import publish
 from tests.support.waiting import wait_until
@@ -24,12 +27,24 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def traced_delivery(
-    runtime: Any, exporter: InMemorySpanExporter, receiver: Any, count: int
+    runtime: Any,
+    exporter: InMemorySpanExporter,
+    receiver: Any,
+    count: int,
+    *,
+    producer: Tracer | None = None,
+    producer_spans: int = 1,
 ) -> list[ReadableSpan]:
-    """Publish ``count`` events, fan them out, and wait until every delivery's span ended."""
-    with runtime.sessions() as session, session.begin():
-        for i in range(count):
-            publish(session, workspace_id="ws_a", type="run.succeeded", data={"i": i})
+    """Publish ``count`` events (inside ``producer_spans`` spans of the ``producer``
+    tracer, when given, the events shared out between them), fan them out in one batch,
+    and wait until every delivery's span ended."""
+    for span_index in range(producer_spans):
+        with ExitStack() as stack:
+            if producer is not None:
+                stack.enter_context(producer.start_as_current_span(f"checkout {span_index}"))
+            with runtime.sessions() as session, session.begin():
+                for i in range(span_index, count, producer_spans):
+                    publish(session, workspace_id="ws_a", type="run.succeeded", data={"i": i})
     runtime.poller().poll_once()
     runtime.start_worker(2)
     assert receiver.wait_for(count, path="/hook", timeout=30)
@@ -104,6 +119,129 @@ def test_trace_context_travels_through_redis(
     )
     endpoint = add_endpoint(runtime, receiver=receiver, path="/hook").endpoint
     check_one_trace(traced_delivery(runtime, exporter, receiver, 2), 2, endpoint.id)
+
+
+@pytest.fixture
+def producer_and_exporter() -> Iterator[tuple[Tracer, InMemorySpanExporter]]:
+    """A producer process's own tracer, exporting to an in-memory exporter of its own."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield provider.get_tracer("producer"), exporter
+    provider.shutdown()
+
+
+def check_continues_the_producer(
+    spans: list[ReadableSpan], producer_spans: list[ReadableSpan], count: int
+) -> None:
+    """The fan-out is the producer span's child, in its trace, down to every POST."""
+    (checkout,) = producer_spans
+    assert checkout.context is not None
+    (fan_out,) = [s for s in spans if s.name == "webhook.fan_out"]
+    assert fan_out.parent is not None and fan_out.context is not None
+    assert fan_out.parent.span_id == checkout.context.span_id
+    assert fan_out.context.trace_id == checkout.context.trace_id
+    assert dict(fan_out.attributes or {})["catentio.producer.traces"] == 1
+    assert not fan_out.links
+    in_trace = [s for s in spans if s.context and s.context.trace_id == checkout.context.trace_id]
+    assert sum(s.name == "webhook.deliver" for s in in_trace) == count
+    assert sum(s.name == "POST" for s in in_trace) == count
+
+
+def test_the_fan_out_continues_the_producers_trace_embedded(
+    sqlite_url: str,
+    make_runtime: Any,
+    add_endpoint: Any,
+    receiver: Any,
+    producer_and_exporter: tuple[Tracer, InMemorySpanExporter],
+) -> None:
+    """publish() inside a producer's span: one trace from that span through the fan-out
+    and each delivery to its POST."""
+    producer, produced = producer_and_exporter
+    exporter = InMemorySpanExporter()
+    tracing = OTelTracing.with_processor(SimpleSpanProcessor(exporter), process="run")
+    runtime = make_runtime(sqlite_url, tracing=tracing)
+    endpoint = add_endpoint(runtime, receiver=receiver, path="/hook").endpoint
+    spans = traced_delivery(runtime, exporter, receiver, 3, producer=producer)
+    check_one_trace(spans, 3, endpoint.id)
+    check_continues_the_producer(spans, list(produced.get_finished_spans()), 3)
+
+
+def test_the_fan_out_continues_the_producers_trace_through_redis(
+    postgres_url: str,
+    redis_server: str,
+    redis_namespace: str,
+    make_runtime: Any,
+    add_endpoint: Any,
+    receiver: Any,
+    producer_and_exporter: tuple[Tracer, InMemorySpanExporter],
+) -> None:
+    """On PostgreSQL (the context stored as JSONB) and Redis: the same single trace."""
+    producer, produced = producer_and_exporter
+    exporter = InMemorySpanExporter()
+    tracing = OTelTracing.with_processor(SimpleSpanProcessor(exporter), process="worker")
+    runtime = make_runtime(
+        postgres_url, redis_url=redis_server, redis_namespace=redis_namespace, tracing=tracing
+    )
+    endpoint = add_endpoint(runtime, receiver=receiver, path="/hook").endpoint
+    spans = traced_delivery(runtime, exporter, receiver, 2, producer=producer)
+    check_one_trace(spans, 2, endpoint.id)
+    check_continues_the_producer(spans, list(produced.get_finished_spans()), 2)
+
+
+def test_a_batch_of_several_producers_links_to_each(
+    database_url: str,
+    make_runtime: Any,
+    add_endpoint: Any,
+    receiver: Any,
+    producer_and_exporter: tuple[Tracer, InMemorySpanExporter],
+) -> None:
+    """Events of two producer spans in one batch: the fan-out cannot be the child of
+    both, so it starts its own trace with a link to each; the deliveries follow it."""
+    producer, produced = producer_and_exporter
+    exporter = InMemorySpanExporter()
+    tracing = OTelTracing.with_processor(SimpleSpanProcessor(exporter), process="run")
+    runtime = make_runtime(database_url, tracing=tracing)
+    endpoint = add_endpoint(runtime, receiver=receiver, path="/hook").endpoint
+    spans = traced_delivery(runtime, exporter, receiver, 4, producer=producer, producer_spans=2)
+    check_one_trace(spans, 4, endpoint.id)
+    (fan_out,) = [s for s in spans if s.name == "webhook.fan_out"]
+    assert fan_out.parent is None
+    assert dict(fan_out.attributes or {})["catentio.producer.traces"] == 2
+    checkouts = list(produced.get_finished_spans())
+    assert len(checkouts) == 2
+    assert {(link.context.trace_id, link.context.span_id) for link in fan_out.links} == {
+        (s.context.trace_id, s.context.span_id) for s in checkouts if s.context is not None
+    }
+
+
+def test_an_untraced_event_in_the_batch_keeps_the_batch_out_of_the_producers_trace(
+    sqlite_url: str,
+    make_runtime: Any,
+    add_endpoint: Any,
+    receiver: Any,
+    producer_and_exporter: tuple[Tracer, InMemorySpanExporter],
+) -> None:
+    """One traced and one untraced event: the untraced event's deliveries must not be
+    filed under the producer's trace, so the batch links to it instead."""
+    producer, produced = producer_and_exporter
+    exporter = InMemorySpanExporter()
+    tracing = OTelTracing.with_processor(SimpleSpanProcessor(exporter), process="run")
+    runtime = make_runtime(sqlite_url, tracing=tracing)
+    add_endpoint(runtime, receiver=receiver, path="/hook")
+    with runtime.sessions() as session, session.begin():
+        publish(session, workspace_id="ws_a", type="run.succeeded", data={})
+    with (
+        producer.start_as_current_span("checkout"),
+        runtime.sessions() as session,
+        session.begin(),
+    ):
+        publish(session, workspace_id="ws_a", type="run.succeeded", data={})
+    runtime.poller().poll_once()
+    (fan_out,) = [s for s in exporter.get_finished_spans() if s.name == "webhook.fan_out"]
+    (checkout,) = produced.get_finished_spans()
+    assert fan_out.parent is None and checkout.context is not None
+    assert [link.context.span_id for link in fan_out.links] == [checkout.context.span_id]
 
 
 def test_off_unless_the_otlp_endpoint_is_set() -> None:
