@@ -57,6 +57,9 @@ class BenchConfig:
     # a checkout whose worker and outbox run B's processes.
     ab_env: str = ""
     ab_checkout: str = ""
+    # A checkout whose worker and outbox run every deployment of the session (a whole
+    # "before" run of another engine with this harness); empty: this checkout's.
+    checkout: str = ""
     # 0: launch the product without the statement counters (they cost ~2 % of a
     # worker's CPU today, by py-spy), to check what they cost.
     count: int = 1

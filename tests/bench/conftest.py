@@ -82,6 +82,8 @@ def make_deployment(
             "env": bench_config.product_env,
             "count_statements": bool(bench_config.count),
         }
+        if bench_config.checkout:
+            options["checkout"] = Path(bench_config.checkout).resolve()
         if kind == "distributed":
             options["postgres_url"] = request.getfixturevalue("postgres_server")
             options["redis_url"] = request.getfixturevalue("redis_server")

@@ -35,7 +35,9 @@ from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+import outbox
 from outbox import publish
+from outbox.namespace import DEFAULT_SCHEMA
 from tests.bench import procstat
 from tests.bench.backends import BackendSampler
 from tests.bench.instrumented import PRODUCT_PATH
@@ -157,6 +159,10 @@ class Deployment:
             self.engine = sa.create_engine(
                 f"sqlite:///{self._sqlite_path}", connect_args={"timeout": 60}
             )
+        # ``publish`` reaches the product's tables through the namespace it was given:
+        # the fresh schema (PostgreSQL), the default prefix (SQLite).
+        self.db_schema = self.schema if kind == "distributed" else DEFAULT_SCHEMA
+        outbox.bind(self.engine, self.db_schema)
 
     # -- set-up and tear-down -------------------------------------------------------
 
@@ -477,7 +483,7 @@ class Deployment:
         process of its own (:mod:`tests.bench.publisher`); the wall time right after each
         COMMIT, by event id (the commit→receipt clock starts there)."""
         url = self.engine.url.render_as_string(hide_password=False)
-        return run_publisher(url, workspace, rate, seconds, self.workdir, REPO)
+        return run_publisher(url, self.db_schema, workspace, rate, seconds, self.workdir, REPO)
 
     def first_attempts(self, workspace: str) -> list[tuple[str, float, float]]:
         """(event id, fan-out time, first attempt's start) of the workspace's deliveries,

@@ -25,6 +25,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+import outbox
 from outbox import publish
 
 PAD = "x" * 200
@@ -32,8 +33,10 @@ PAD = "x" * 200
 PRIORITY = -10
 
 
-def publish_paced(url: str, workspace: str, rate: float, seconds: float) -> dict[str, float]:
-    engine = sa.create_engine(url)
+def publish_paced(
+    url: str, schema: str, workspace: str, rate: float, seconds: float
+) -> dict[str, float]:
+    engine = outbox.bind(sa.create_engine(url), schema)
     committed: dict[str, float] = {}
     interval = 1.0 / rate
     try:
@@ -56,11 +59,11 @@ def publish_paced(url: str, workspace: str, rate: float, seconds: float) -> dict
 
 
 def run_publisher(
-    url: str, workspace: str, rate: float, seconds: float, workdir: Path, cwd: Path
+    url: str, schema: str, workspace: str, rate: float, seconds: float, workdir: Path, cwd: Path
 ) -> dict[str, float]:
     """Run the publisher in a child process; its commit times by event id."""
     out = workdir / f"published-{workspace}.json"
-    arguments = [url, workspace, str(rate), str(seconds), str(out)]
+    arguments = [url, schema, workspace, str(rate), str(seconds), str(out)]
     subprocess.run(
         [sys.executable, "-m", "tests.bench.publisher", *arguments],
         cwd=cwd,
@@ -72,8 +75,8 @@ def run_publisher(
 
 
 if __name__ == "__main__":
-    database_url, target, per_second, duration, out_file = sys.argv[1:6]
+    database_url, db_schema, target, per_second, duration, out_file = sys.argv[1:7]
     with contextlib.suppress(PermissionError):
         os.setpriority(os.PRIO_PROCESS, 0, PRIORITY)
-    times = publish_paced(database_url, target, float(per_second), float(duration))
+    times = publish_paced(database_url, db_schema, target, float(per_second), float(duration))
     Path(out_file).write_text(json.dumps(times))

@@ -35,7 +35,6 @@ def _run(kind: str, url: str, in_flight: int) -> dict[str, float]:
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     result: dict[str, float] = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert result["errors"] == 0, result
     return result
 
 
@@ -57,6 +56,8 @@ def test_aiohttp_against_httpx_async(
     for kind in runs:
         bench_results.add(scenario, f"{kind} CPU per request", cpu[kind], "ms")
         bench_results.add(scenario, f"{kind} requests/s", rate[kind], "/s")
+        errors = sum(r["errors"] for r in runs[kind])
+        bench_results.add(scenario, f"{kind} failed requests (of {ROUNDS * POSTS})", errors)
     bench_results.add(
         scenario,
         "aiohttp ÷ httpx CPU per request",

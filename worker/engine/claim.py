@@ -36,10 +36,23 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import Connection, Table, bindparam, func, or_, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    Connection,
+    String,
+    Table,
+    any_,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -124,11 +137,24 @@ _CLAIMABLE = (
     or_(D.c.lease_until.is_(None), D.c.lease_until < bindparam("now")),
 )
 
-_CANDIDATES = (
-    select(D.c.id, D.c.endpoint_id, D.c.held_by)
-    .where(D.c.id.in_(bindparam("ids", expanding=True)), *_CLAIMABLE)
-    .order_by(D.c.id)
-)
+
+def ids_in(column: Any, postgres: bool, name: str = "ids") -> Any:
+    """``column`` among the list bound as ``name``: ``= ANY(array)`` on PostgreSQL (one
+    statement text whatever the list's length, so it is compiled once and prepared by
+    the server), an expanding ``IN`` elsewhere."""
+    if postgres:
+        return column == any_(bindparam(name, type_=ARRAY(String)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+@cache
+def _candidates(postgres: bool) -> Any:
+    return (
+        select(D.c.id, D.c.endpoint_id, D.c.held_by)
+        .where(ids_in(D.c.id, postgres), *_CLAIMABLE)
+        .order_by(D.c.id)
+    )
+
 
 _BACKLOG = (
     select(D.c.id, D.c.endpoint_id, D.c.held_by)
@@ -147,61 +173,74 @@ _BUSY = (
     .scalar_subquery()
 )
 
-_ENDPOINTS = select(
-    E.c.id,
-    E.c.url,
-    E.c.headers,
-    E.c.secrets,
-    E.c.enabled,
-    E.c.paused,
-    E.c.max_concurrency,
-    E.c.rate_limit,
-    E.c.consecutive_failures,
-    E.c.failing_since,
-    E.c.probe_delivery_id,
-    E.c.ordering,
-    _BUSY.label("busy"),
-).where(E.c.id.in_(bindparam("ids", expanding=True)))
 
-_LEASE = (
-    update(D)
-    .where(D.c.id.in_(bindparam("ids", expanding=True)), *_CLAIMABLE)
-    .values(
-        lease_until=bindparam("lease_end"),
-        lease_token=bindparam("token"),
-        held_by=None,
-        updated_at=bindparam("now"),
-    )
-    .returning(
-        D.c.id,
-        D.c.event_id,
-        D.c.endpoint_id,
-        D.c.attempt_count,
-        D.c.cycle_attempts,
-        D.c.next_trigger,
-    )
-)
+@cache
+def _endpoints(postgres: bool) -> Any:
+    return select(
+        E.c.id,
+        E.c.url,
+        E.c.headers,
+        E.c.secrets,
+        E.c.enabled,
+        E.c.paused,
+        E.c.max_concurrency,
+        E.c.rate_limit,
+        E.c.consecutive_failures,
+        E.c.failing_since,
+        E.c.probe_delivery_id,
+        E.c.ordering,
+        _BUSY.label("busy"),
+    ).where(ids_in(E.c.id, postgres))
 
-_HOLD_UNCLAIMED = (
-    update(D)
-    .where(D.c.id.in_(bindparam("ids", expanding=True)), *_CLAIMABLE)
-    .values(
-        next_attempt_at=bindparam("until"),
-        rung_at=bindparam("now"),
-        held_by=bindparam("reason"),
-        updated_at=bindparam("now"),
-    )
-)
 
-_MARK_LEFT = (
-    update(D)
-    .where(
-        D.c.id.in_(bindparam("ids", expanding=True)),
-        *_CLAIMABLE,
-        or_(D.c.held_by.is_(None), D.c.held_by != bindparam("reason")),
+@cache
+def _lease(postgres: bool) -> Any:
+    return (
+        update(D)
+        .where(ids_in(D.c.id, postgres), *_CLAIMABLE)
+        .values(
+            lease_until=bindparam("lease_end"),
+            lease_token=bindparam("token"),
+            held_by=None,
+            updated_at=bindparam("now"),
+        )
+        .returning(
+            D.c.id,
+            D.c.event_id,
+            D.c.endpoint_id,
+            D.c.attempt_count,
+            D.c.cycle_attempts,
+            D.c.next_trigger,
+        )
     )
-    .values(held_by=bindparam("reason"))
-)
+
+
+@cache
+def _hold_unclaimed(postgres: bool) -> Any:
+    return (
+        update(D)
+        .where(ids_in(D.c.id, postgres), *_CLAIMABLE)
+        .values(
+            next_attempt_at=bindparam("until"),
+            rung_at=bindparam("now"),
+            held_by=bindparam("reason"),
+            updated_at=bindparam("now"),
+        )
+    )
+
+
+@cache
+def _mark_left(postgres: bool) -> Any:
+    return (
+        update(D)
+        .where(
+            ids_in(D.c.id, postgres),
+            *_CLAIMABLE,
+            or_(D.c.held_by.is_(None), D.c.held_by != bindparam("reason")),
+        )
+        .values(held_by=bindparam("reason"))
+    )
+
 
 _HEAD = (
     select(D.c.id, D.c.endpoint_id, D.c.held_by, D.c.next_attempt_at, D.c.lease_until)
@@ -211,9 +250,11 @@ _HEAD = (
     .limit(1)
 )
 
-_EVENTS = select(EV.c.id, EV.c.type, EV.c.body, EV.c.created_at).where(
-    EV.c.id.in_(bindparam("ids", expanding=True))
-)
+
+@cache
+def _events(postgres: bool) -> Any:
+    return select(EV.c.id, EV.c.type, EV.c.body, EV.c.created_at).where(ids_in(EV.c.id, postgres))
+
 
 _ADVISORY_LOCKS = text(
     "SELECT count(pg_advisory_xact_lock(:namespace, k)) FROM "
@@ -243,10 +284,11 @@ class Claimer:
         """Claim what may go now of ``ids`` (or, with ``endpoint_id``, of that endpoint's
         backlog), at most ``room`` of them (see the module's docstring)."""
         connection = session.connection()
+        pg = _is_pg(connection)
         batch = ClaimBatch()
         now = self._clock()
         if endpoint_id is None:
-            found = connection.execute(_CANDIDATES, {"ids": list(ids), "now": now}).all()
+            found = connection.execute(_candidates(pg), {"ids": list(ids), "now": now}).all()
         else:
             found = connection.execute(
                 _BACKLOG, {"endpoint_id": endpoint_id, "now": now, "limit": room}
@@ -259,12 +301,13 @@ class Claimer:
         for row in found:
             by_endpoint[row.endpoint_id].append(row)
         endpoint_ids = sorted(by_endpoint)
-        if connection.dialect.name == "postgresql":
+        if pg:
             connection.execute(
                 _ADVISORY_LOCKS, {"namespace": ADVISORY_NAMESPACE, "ids": endpoint_ids}
             )
         endpoints = {
-            row.id: row for row in connection.execute(_ENDPOINTS, {"ids": endpoint_ids, "now": now})
+            row.id: row
+            for row in connection.execute(_endpoints(pg), {"ids": endpoint_ids, "now": now})
         }
         token = secrets.token_hex(16)
         lease: list[str] = []
@@ -299,7 +342,7 @@ class Claimer:
                 )
         if lease:
             claimed += connection.execute(
-                _LEASE,
+                _lease(pg),
                 {
                     "ids": lease,
                     "now": now,
@@ -314,7 +357,7 @@ class Claimer:
         events = {
             row.id: row
             for row in connection.execute(
-                _EVENTS, {"ids": sorted({row.event_id for row in claimed})}
+                _events(pg), {"ids": sorted({row.event_id for row in claimed})}
             )
         }
         for row in sorted(claimed, key=lambda r: r.id):
@@ -390,7 +433,9 @@ class Claimer:
             return
         # Still due, but marked: the sweeper leaves them to the worker holding the
         # endpoint's budget while it has deliveries in flight, which pulls them.
-        connection.execute(_MARK_LEFT, {"ids": over, "now": now, "reason": reason})
+        connection.execute(
+            _mark_left(_is_pg(connection)), {"ids": over, "now": now, "reason": reason}
+        )
         batch.saturated.add(endpoint_id)
         batch.results.update((i, LEFT) for i in over)
         self._metrics.delivery_held(reason, endpoint_id=endpoint_id)
@@ -413,7 +458,8 @@ class Claimer:
         batch: ClaimBatch,
     ) -> None:
         connection.execute(
-            _HOLD_UNCLAIMED, {"ids": ids, "now": now, "until": until, "reason": reason}
+            _hold_unclaimed(_is_pg(connection)),
+            {"ids": ids, "now": now, "until": until, "reason": reason},
         )
         delay = until - now
         for delivery_id in ids:
@@ -446,7 +492,8 @@ class Claimer:
         lease_end = now + self._settings.lease_duration
         for candidate in candidates:
             row = connection.execute(
-                _LEASE, {"ids": [candidate.id], "now": now, "lease_end": lease_end, "token": token}
+                _lease(_is_pg(connection)),
+                {"ids": [candidate.id], "now": now, "lease_end": lease_end, "token": token},
             ).one_or_none()
             if row is None:
                 batch.results[candidate.id] = NOT_CLAIMED
@@ -484,6 +531,10 @@ class Claimer:
             claimed.append(row)
         session.flush()
         return claimed
+
+
+def _is_pg(connection: Connection) -> bool:
+    return connection.dialect.name == "postgresql"
 
 
 def _target(endpoint: Any) -> Target:

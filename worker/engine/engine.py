@@ -25,6 +25,7 @@ instead of looping.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import random
 import threading
@@ -34,7 +35,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
 from datetime import timedelta
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, TypeVar
 
 import structlog
@@ -67,6 +68,9 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
+InFlight = Future[Finished] | asyncio.Future[Finished]
+"""An attempt that has finished: a task of the loop, or the future of one."""
+
 Ring = Callable[[Sequence[str], int, str | None, int], None]
 """Enqueue one message, after this many milliseconds: for these deliveries, or (an
 endpoint id and a number of slots) to pull that many of the endpoint's backlog. Never
@@ -81,6 +85,10 @@ saturated: deliveries left by a worker that has since gone are picked up this wa
 
 RECORD_RETRY = 0.5
 """Seconds between tries to record while the database is unavailable."""
+
+RECORD_WINDOW = 0.004
+"""Seconds the recorder waits, after an attempt finished, for others still in flight to
+record with it in the same transaction (and to refill their slots with one claim)."""
 
 
 def group_by_delay(
@@ -100,6 +108,17 @@ def group_by_delay(
             start_ms = ms
             groups.append(([delivery_id], ms))
     return groups
+
+
+@lru_cache(maxsize=4096)
+def _url_refused(url: str) -> str | None:
+    """Why today's URL rules refuse ``url`` (``None``: they do not); cached, since every
+    delivery of an endpoint asks about the same URL."""
+    try:
+        check_endpoint_url(url)
+    except InvalidEndpointURL as exc:
+        return str(exc)
+    return None
 
 
 class DeliveryEngine:
@@ -137,7 +156,7 @@ class DeliveryEngine:
         )
         self._recorder = Recorder(settings, self._schedule, clock)
         self._ring: Ring | None = None
-        self._finished: queue.Queue[tuple[Claim, Future[Finished]] | None] = queue.Queue()
+        self._finished: queue.Queue[tuple[Claim, InFlight] | None] = queue.Queue()
         self._saturated: set[str] = set()
         self._pulled: dict[str, float] = {}
         self._offered: dict[str, float] = {}
@@ -239,14 +258,21 @@ class DeliveryEngine:
         held = [(i, r.retry_in) for i, r in batch.results.items() if r.retry_in is not None]
         with self._state:
             self._saturated |= batch.saturated
+        started: list[Claim] = []
         for claim in batch.claims:
             span = self._tracing.start("webhook.deliver", parent)
-            claim = replace(claim, span=span) if span is not None else claim
-            future = self._loop.submit(self._attempt(claim, span))
-            future.add_done_callback(partial(self._done, claim))
+            started.append(replace(claim, span=span) if span is not None else claim)
+        if started:
+            # One hand-over to the loop for the whole batch: it starts a task per claim.
+            self._loop.submit(self._start(started))
         self._send_later([(i, d) for i, d in held if d is not None])
 
-    def _done(self, claim: Claim, future: Future[Finished]) -> None:
+    async def _start(self, claims: list[Claim]) -> None:
+        for claim in claims:
+            task = asyncio.ensure_future(self._attempt(claim, claim.span))
+            task.add_done_callback(partial(self._done, claim))
+
+    def _done(self, claim: Claim, future: InFlight) -> None:
         self._finished.put((claim, future))
 
     def _record_forever(self) -> None:
@@ -255,9 +281,12 @@ class DeliveryEngine:
             if first is None:
                 return
             items = [first]
-            while len(items) < RECORD_BATCH:
+            until = time.monotonic() + RECORD_WINDOW
+            # Wait for more only while some are still in flight: once all have finished,
+            # waiting would only leave their slots empty.
+            while len(items) < min(RECORD_BATCH, self._loop.in_use):
                 try:
-                    more = self._finished.get_nowait()
+                    more = self._finished.get(timeout=max(0.0, until - time.monotonic()))
                 except queue.Empty:
                     break
                 if more is None:
@@ -269,7 +298,7 @@ class DeliveryEngine:
             except Exception as exc:  # never let the recorder die: log, leases expire
                 log.error("delivery.record_failed", deliveries=len(items), error=repr(exc))
 
-    def _record_items(self, items: list[tuple[Claim, Future[Finished]]]) -> None:
+    def _record_items(self, items: list[tuple[Claim, InFlight]]) -> None:
         finished = [self._result_of(claim, future) for claim, future in items]
         spans: dict[str, TraceSpan | None] = {c.delivery_id: c.span for c, _ in items}
         recorded: list[Recorded] = []
@@ -448,7 +477,7 @@ class DeliveryEngine:
 
     # -- one attempt, on the loop ----------------------------------------------------
 
-    def _result_of(self, claim: Claim, future: Future[Finished]) -> Finished:
+    def _result_of(self, claim: Claim, future: InFlight) -> Finished:
         try:
             return future.result()
         except BaseException as exc:  # cancelled at shutdown, or our own bug
@@ -493,10 +522,9 @@ class DeliveryEngine:
                 )
                 for value in headers.values():
                     value.encode("ascii")  # what HTTP carries; stored rows may hold other
-                try:
-                    check_endpoint_url(target.url)
-                except InvalidEndpointURL as exc:  # stored before today's rules, or by hand
-                    result = SendResult(duration=0.0, error=InvalidURL(str(exc)))
+                refused = _url_refused(target.url)
+                if refused is not None:  # stored before today's rules, or by hand
+                    result = SendResult(duration=0.0, error=InvalidURL(refused))
                 else:
                     with self._tracing.request("POST", target.url) as request:
                         result = await self._sender.post(target.url, body, headers)

@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, cast
 
 import structlog
@@ -32,7 +33,7 @@ from sqlalchemy.orm import Session
 from outbox import ids
 from outbox.clock import Clock
 from outbox.models import Attempt, Delivery, DeliveryStatus, Endpoint, Trigger
-from worker.engine.claim import Claim
+from worker.engine.claim import Claim, ids_in
 from worker.engine.results import NotRecorded
 from worker.engine.transition import next_state, skipped_values
 from worker.fanout.deliveries import skipped_note
@@ -81,35 +82,41 @@ class Recorded:
     released: tuple[str, ...] = ()
 
 
-_HEALTH = select(
-    E.c.id,
-    E.c.enabled,
-    E.c.consecutive_failures,
-    E.c.failing_since,
-    E.c.probe_delivery_id,
-    E.c.last_success_at,
-).where(E.c.id.in_(bindparam("ids", expanding=True)))
+@cache
+def _health(postgres: bool) -> Any:
+    return select(
+        E.c.id,
+        E.c.enabled,
+        E.c.consecutive_failures,
+        E.c.failing_since,
+        E.c.probe_delivery_id,
+        E.c.last_success_at,
+    ).where(ids_in(E.c.id, postgres))
 
-_SUCCEED = (
-    update(D)
-    .where(D.c.id.in_(bindparam("ids", expanding=True)), D.c.lease_token == bindparam("token"))
-    .values(
-        status=DeliveryStatus.SUCCEEDED,
-        attempt_count=D.c.attempt_count + 1,
-        cycle_attempts=D.c.cycle_attempts + 1,
-        lease_until=None,
-        lease_token=None,
-        held_by=None,
-        next_trigger=Trigger.SCHEDULED,
-        next_attempt_at=None,
-        last_status_code=bindparam("code"),
-        last_error_kind=None,
-        last_error=None,
-        updated_at=bindparam("now"),
-        completed_at=bindparam("now"),
+
+@cache
+def _succeed(postgres: bool) -> Any:
+    return (
+        update(D)
+        .where(ids_in(D.c.id, postgres), D.c.lease_token == bindparam("token"))
+        .values(
+            status=DeliveryStatus.SUCCEEDED,
+            attempt_count=D.c.attempt_count + 1,
+            cycle_attempts=D.c.cycle_attempts + 1,
+            lease_until=None,
+            lease_token=None,
+            held_by=None,
+            next_trigger=Trigger.SCHEDULED,
+            next_attempt_at=None,
+            last_status_code=bindparam("code"),
+            last_error_kind=None,
+            last_error=None,
+            updated_at=bindparam("now"),
+            completed_at=bindparam("now"),
+        )
+        .returning(D.c.id)
     )
-    .returning(D.c.id)
-)
+
 
 _STAMP = (
     update(E)
@@ -174,7 +181,9 @@ class Recorder:
             endpoint_ids = sorted({i.claim.target.id for i in fast})
             healthy = {
                 row.id: row
-                for row in connection.execute(_HEALTH, {"ids": endpoint_ids})
+                for row in connection.execute(
+                    _health(connection.dialect.name == "postgresql"), {"ids": endpoint_ids}
+                )
                 if row.enabled
                 and row.consecutive_failures == 0
                 and row.failing_since is None
@@ -199,7 +208,7 @@ class Recorder:
         kept: set[str] = set()
         for (token, code), group in groups.items():
             rows = connection.execute(
-                _SUCCEED,
+                _succeed(connection.dialect.name == "postgresql"),
                 {
                     "ids": [i.claim.delivery_id for i in group],
                     "token": token,

@@ -47,7 +47,9 @@ def test_run_exports_attempts_holds_and_state(
         "DATABASE_URL": sqlite_url,
         "CATENTIO_DB_SCHEMA": db_schema_of(sqlite_url),
         "CATENTIO_POLL_INTERVAL": "50ms",
-        "CATENTIO_RETRY_SCHEDULE": "200ms,200ms,200ms",
+        # The last delay is long: the probe's delivery must not be exhausted (and its
+        # webhook.delivery.exhausted notice fanned out) before the poll count is read.
+        "CATENTIO_RETRY_SCHEDULE": "200ms,200ms,30s",
         "CATENTIO_CIRCUIT_THRESHOLD": "3",
     }
     with metered(env, "run", "--threads", "4") as running:
