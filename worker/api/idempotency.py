@@ -8,6 +8,11 @@ without the work being done again. The same key with another request answers
 A response of 500 or more is not kept, so the client may retry. The records live in
 the database, so every API process sees them; expired ones are deleted by
 :meth:`IdempotencyStore.prune`, which the API process runs on a timer.
+
+A stored body is encrypted with the secret box (``CATENTIO_ENCRYPTION_KEYS``): the
+answer to creating an endpoint or rotating its secret carries the new secret, and a
+minted portal link is a credential, so neither lies in the database in clear text for a
+day. A retired key must stay in the list for one TTL after rotation.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from outbox.database import lock_for_write
 from outbox.models import IdempotencyRecord
 from worker.api.errors import ApiError, Code
+from worker.endpoints.secretbox import SecretBox
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -74,9 +80,10 @@ def check_key(key: str) -> str:
 class IdempotencyStore:
     """The records, in the database."""
 
-    def __init__(self, sessions: sessionmaker[Session], *, ttl: timedelta) -> None:
+    def __init__(self, sessions: sessionmaker[Session], *, ttl: timedelta, box: SecretBox) -> None:
         self._sessions = sessions
         self._ttl = ttl
+        self._box = box
 
     def begin(
         self, workspace_id: str, request: IdempotentRequest, *, now: datetime
@@ -123,7 +130,7 @@ class IdempotencyStore:
                     f"a request with {HEADER} {request.key!r} is still in progress",
                     field=HEADER,
                 )
-            return StoredResponse(record.response_status, record.response_body)
+            return StoredResponse(record.response_status, self._box.decrypt(record.response_body))
 
     def finish(self, workspace_id: str, key: str, *, status: int, body: str) -> None:
         """Keep the response of the request that claimed the key; a 5xx is not kept,
@@ -137,7 +144,7 @@ class IdempotencyStore:
                 session.delete(record)
                 return
             record.response_status = status
-            record.response_body = body
+            record.response_body = self._box.encrypt(body)
 
     def abandon(self, workspace_id: str, key: str) -> None:
         """Forget a claim whose request failed without an answer worth keeping."""

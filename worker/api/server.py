@@ -88,7 +88,7 @@ def build_context(
         sessions=sessions,
         box=box,
         limiter=limiter,
-        idempotency=IdempotencyStore(sessions, ttl=settings.idempotency_ttl),
+        idempotency=IdempotencyStore(sessions, ttl=settings.idempotency_ttl, box=box),
         replays=ReplayRunner(sessions, ring=ring, clock=clock),
         portal_tokens=portal_tokens,
         ring=ring,
@@ -135,7 +135,9 @@ def context_for_runtime(
         sessions=runtime.sessions,
         box=runtime.box,
         limiter=limiter,
-        idempotency=IdempotencyStore(runtime.sessions, ttl=settings.idempotency_ttl),
+        idempotency=IdempotencyStore(
+            runtime.sessions, ttl=settings.idempotency_ttl, box=runtime.box
+        ),
         replays=ReplayRunner(runtime.sessions, ring=runtime.dispatch, clock=runtime.clock),
         portal_tokens=portal_tokens,
         ring=runtime.dispatch,

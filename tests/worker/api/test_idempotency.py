@@ -29,6 +29,23 @@ def test_repeat_returns_the_same_response_without_doing_it_again(api: Api) -> No
     assert count_endpoints(api) == 1
 
 
+def test_a_kept_answer_is_not_stored_in_clear_text(api: Api) -> None:
+    """Creating an endpoint answers with its new secret: the kept copy of that answer
+    is encrypted in the database (as the endpoint's own secret is), yet the repeat
+    still gets it back byte for byte."""
+    client = api.as_workspace()
+    first = client.post("/v1/webhooks", json=NEW, headers={"Idempotency-Key": "secret"})
+    secret = first.json()["data"]["secret"]
+    assert secret.startswith("whsec_")
+    with api.sessions() as session:
+        stored = session.scalars(select(IdempotencyRecord.response_body)).one()
+    assert stored is not None
+    assert secret not in stored and secret.removeprefix("whsec_") not in stored
+    assert "example.com" not in stored  # nothing of the answer shows
+    again = client.post("/v1/webhooks", json=NEW, headers={"Idempotency-Key": "secret"})
+    assert again.content == first.content
+
+
 def test_same_key_with_another_body_is_refused(api: Api) -> None:
     """Same key, different body: 422 IDEMPOTENCY_KEY_REUSED, nothing more written."""
     client = api.as_workspace()

@@ -17,6 +17,7 @@ from catentio_signing import Webhook
 from outbox import Attempt, Delivery, DeliveryStatus, Endpoint, Event, publish
 from tests.support.cli import logging_restored
 from tests.support.clock import ManualClock
+from tests.support.waiting import wait_until
 from worker.errors import DatabaseUnavailable
 from worker.runtime import Runtime
 
@@ -242,6 +243,12 @@ def test_actor_resends_itself_with_the_scheduled_delay(
         time.sleep(0.02)
     runtime.broker.join(runtime.settings.queue_name, timeout=10_000)
     assert len(handler.requests) == 2
+
+    def recorded() -> bool:  # the recorder thread writes the second attempt
+        with runtime.sessions() as session:
+            return len(attempts_of(runtime, session.scalars(select(Delivery.id)).one())) == 2
+
+    assert wait_until(recorded, timeout=10)
     with runtime.sessions() as session:
         row = session.scalars(select(Delivery)).one()
         attempts = attempts_of(runtime, row.id)

@@ -286,3 +286,28 @@ def test_the_default_path_never_loads_our_opentelemetry_code() -> None:
     assert {"opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"} <= {
         dep.split(">")[0].split("=")[0] for dep in otel
     }
+
+
+def test_an_unsampled_producer_means_no_spans_downstream(
+    sqlite_url: str, make_runtime: Any, add_endpoint: Any, receiver: Any
+) -> None:
+    """The producer's sampling decision carries over: a traceparent with the sampled flag
+    off gives a fan-out (and deliveries) that record nothing; the event is delivered."""
+    exporter = InMemorySpanExporter()
+    tracing = OTelTracing.with_processor(SimpleSpanProcessor(exporter), process="run")
+    runtime = make_runtime(sqlite_url, tracing=tracing)
+    add_endpoint(runtime, receiver=receiver, path="/hook")
+    unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+    with runtime.sessions() as session, session.begin():
+        publish(
+            session,
+            workspace_id="ws_a",
+            type="run.succeeded",
+            data={},
+            trace_context={"traceparent": unsampled},
+        )
+    runtime.poller().poll_once()
+    runtime.start_worker(1)
+    assert receiver.wait_for(1, path="/hook", timeout=30)
+    names = {s.name for s in exporter.get_finished_spans()}
+    assert not names & {"webhook.fan_out", "webhook.deliver", "POST"}
