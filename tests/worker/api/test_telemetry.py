@@ -127,8 +127,9 @@ def test_off_by_default(make_api: Callable[..., Api], sqlite_url: str, metered: 
         telemetry = api.service.context.telemetry
         assert telemetry is not None
         api.as_workspace().get("/v1/webhooks")
-        text = generate_latest(telemetry.registry).decode()
-        assert f'{REQUESTS}{{method="GET",route="/v1/webhooks",status_class="2xx"}} 1.0' in text
+        line = f'{REQUESTS}{{method="GET",route="/v1/webhooks",status_class="2xx"}} 1.0'
+        # Counted once the response has gone out, a moment after the client has it.
+        assert wait_until(lambda: line in generate_latest(telemetry.registry).decode())
 
 
 def server_spans(exporter: InMemorySpanExporter) -> list[Any]:
