@@ -35,7 +35,7 @@ from worker.http.sender import (
     Response,
     SendResult,
     capped_headers,
-    take,
+    read_capped,
 )
 from worker.http.transport import BLOCKED_HINT, Guard, Resolver
 
@@ -181,33 +181,18 @@ class AioSender:
         return SendResult(time.monotonic() - started, response=read)
 
     async def _read(self, response: aiohttp.ClientResponse, deadline: float) -> Response:
-        limit = self._limits.max_response_bytes
         headers = capped_headers(
             ((k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers),
             self._limits.max_header_bytes,
         )
-        buffer = bytearray()
-        truncated = False
-        body_error: SendError | None = None
-        try:
-            async with asyncio.timeout_at(deadline):
-                while chunk := await response.content.read(READ_CHUNK):
-                    if take(buffer, chunk, limit):
-                        truncated = True
-                        break
-        except TimeoutError:
-            # The status line arrived in time; the body did not. The status decides.
-            body_error = SendTimeout(DEADLINE_PASSED)
-            truncated = True
-        except aiohttp.ClientError as exc:
-            body_error = map_aiohttp_error(exc)
-            truncated = True
-        return Response(
-            status_code=response.status,
-            headers=headers,
-            body=bytes(buffer),
-            truncated=truncated,
-            body_error=body_error,
+        return await read_capped(
+            response.status,
+            headers,
+            response.content.iter_chunked(READ_CHUNK),
+            deadline=deadline,
+            limit=self._limits.max_response_bytes,
+            client_error=aiohttp.ClientError,
+            map_error=map_aiohttp_error,
         )
 
 

@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import httpx
 
 from worker.http.errors import ProtocolFailed, SendError, SendTimeout, map_httpx_error
 
 DEADLINE_PASSED = "the attempt's total deadline has passed"
+
+ClientError = TypeVar("ClientError", bound=Exception)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,48 @@ def take(buffer: bytearray, chunk: bytes, limit: int) -> bool:
         return True
     buffer += chunk
     return False
+
+
+async def read_capped(
+    status_code: int,
+    headers: dict[str, str],
+    chunks: AsyncIterator[bytes],
+    *,
+    deadline: float,
+    limit: int,
+    client_error: type[ClientError],
+    map_error: Callable[[ClientError], SendError],
+) -> Response:
+    """The response whose status and ``headers`` arrived in time, with its body read
+    from ``chunks`` up to ``limit`` bytes and the loop-time ``deadline``. A body that
+    does not finish in time, or breaks (``client_error``, the client's own error type,
+    mapped by ``map_error``), is cut where it got to and says why: the status decides."""
+    buffer = bytearray()
+    truncated = False
+    body_error: SendError | None = None
+    try:
+        async with asyncio.timeout_at(deadline):
+            async for chunk in chunks:
+                if take(buffer, chunk, limit):
+                    truncated = True
+                    break
+    except TimeoutError:
+        body_error = SendTimeout(DEADLINE_PASSED)
+        truncated = True
+    except client_error as exc:
+        body_error = map_error(exc)
+        truncated = True
+    return Response(
+        status_code=status_code,
+        headers=headers,
+        body=bytes(buffer),
+        truncated=truncated,
+        body_error=body_error,
+    )
+
+
+async def _at_once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
 
 
 def capped_headers(pairs: Iterable[tuple[str, str]], limit: int) -> dict[str, str]:
@@ -139,29 +183,17 @@ class HttpxSender:
     async def _read(self, http_response: httpx.Response, deadline: float) -> Response:
         limits = self._limits
         headers = capped_headers(http_response.headers.multi_items(), limits.max_header_bytes)
-        buffer = bytearray()
-        truncated = False
-        body_error: SendError | None = None
-        try:
-            async with asyncio.timeout_at(deadline):
-                if http_response.is_stream_consumed:  # built in memory (MockTransport)
-                    truncated = take(buffer, http_response.content, limits.max_response_bytes)
-                else:
-                    async for chunk in http_response.aiter_raw():
-                        if take(buffer, chunk, limits.max_response_bytes):
-                            truncated = True
-                            break
-        except TimeoutError:
-            # The status line arrived in time; the body did not. The status decides.
-            body_error = SendTimeout(DEADLINE_PASSED)
-            truncated = True
-        except httpx.HTTPError as exc:
-            body_error = map_httpx_error(exc)
-            truncated = True
-        return Response(
-            status_code=http_response.status_code,
-            headers=headers,
-            body=bytes(buffer),
-            truncated=truncated,
-            body_error=body_error,
+        chunks = (
+            _at_once(http_response.content)  # built in memory (MockTransport)
+            if http_response.is_stream_consumed
+            else http_response.aiter_raw()
+        )
+        return await read_capped(
+            http_response.status_code,
+            headers,
+            chunks,
+            deadline=deadline,
+            limit=limits.max_response_bytes,
+            client_error=httpx.HTTPError,
+            map_error=map_httpx_error,
         )
