@@ -44,9 +44,11 @@ from worker.telemetry.tracing import NO_TRACING, Tracing
 
 log = structlog.get_logger(__name__)
 
-WORKER_POLL_MS = 10
-"""Longest pause of an idle dramatiq consumer between two fetches, in milliseconds
-(dramatiq backs off up to it while the queue stays empty)."""
+WORKER_IDLE_MS = 1000
+"""dramatiq's ``worker_timeout``, in milliseconds: how often an idle consumer fetches
+without being woken (the doorbell of ``worker.delivery.broker`` wakes it at once when a
+message is rung; this only bounds what a lost wake-up costs) and idle worker threads look
+at their stop flag."""
 
 
 def open_database(settings: Settings) -> tuple[Engine, sessionmaker[Session]]:
@@ -245,9 +247,9 @@ class Runtime:
             self.broker,
             queues={self.settings.queue_name},
             worker_threads=threads or self.settings.worker_threads,
-            # An idle consumer polls Redis at most this often (ms): the wait a message
-            # rung into an idle queue can sit before a worker fetches it.
-            worker_timeout=WORKER_POLL_MS,
+            # Idle consumers block on the queue (in-process) or its doorbell (Redis)
+            # and are woken by a rung message; this is only their fallback.
+            worker_timeout=WORKER_IDLE_MS,
         )
         if self._consumer_outages is None and self.settings.redis_url:
             self._consumer_outages = ConsumerOutages(self.broker_state)
