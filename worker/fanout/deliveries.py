@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from outbox import ids
 from outbox.models import Delivery, DeliveryStatus, Endpoint, Event, Trigger
+
+_DELIVERIES = cast(Table, Delivery.__table__)
 
 
 def skipped_note(endpoint: Endpoint) -> str:
@@ -56,10 +59,12 @@ def insert_new(session: Session, rows: Sequence[dict[str, Any]]) -> list[tuple[s
     if not rows:
         return []
     dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    # The rows as parameters of one single-row statement (which SQLAlchemy compiles once
+    # and sends as multi-row ``INSERT``s): a statement built with ``.values(rows)`` is
+    # compiled again on every call, for every number of rows.
     statement = (
-        dialect.insert(Delivery)
-        .values(list(rows))
+        dialect.insert(_DELIVERIES)
         .on_conflict_do_nothing(index_elements=["event_id", "endpoint_id"])
-        .returning(Delivery.id, Delivery.status)
+        .returning(_DELIVERIES.c.id, _DELIVERIES.c.status)
     )
-    return [(row.id, row.status) for row in session.execute(statement)]
+    return [(row.id, row.status) for row in session.execute(statement, list(rows))]
