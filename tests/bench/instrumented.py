@@ -12,7 +12,8 @@ the difference by the deliveries made in between.
 
 Counts: ``sql`` (statements SQLAlchemy executed; by first keyword in ``sql_by_verb``; writes
 by table in ``sql_by_target``; ``sql_locking``: those with ``FOR [NO KEY] UPDATE``),
-``driver`` (psycopg ``execute`` calls: the statements plus ``pool_pre_ping``'s ``SELECT 1``
+``driver`` (psycopg ``execute`` calls: the statements plus the pings of pooled connections
+that sat idle
 and anything the driver is asked directly), ``commits``/``rollbacks``, pool ``checkouts``
 and new ``connects``, ``redis`` commands (a pipeline counts each command it sends).
 

@@ -19,8 +19,8 @@ One transaction claims every delivery of a batch that may go now:
    concurrency budget is ``limit - in flight``: that many candidates are leased with
    one ``UPDATE … RETURNING`` for the whole batch. Candidates over the budget are held
    (``concurrency``, the one-at-a-time API) or, from the sending loop, left due and
-   marked ``held_by = concurrency`` for the worker that holds the budget to pull as
-   slots free (the sweeper leaves them alone while that endpoint has a live lease);
+   untouched for the worker that holds the budget to pull as slots free (the sweeper
+   leaves an endpoint's due deliveries alone while it has a live lease);
 5. a ``fifo`` endpoint (ordered delivery) may have one delivery in flight: its oldest
    pending one by event, once due; every other candidate waits behind it (``ordering``)
    until it has succeeded, failed for good or been skipped, however many messages ring;
@@ -264,19 +264,6 @@ def _hold_unclaimed(postgres: bool) -> Any:
     )
 
 
-@cache
-def _mark_left(postgres: bool) -> Any:
-    return (
-        update(D)
-        .where(
-            ids_in(D.c.id, postgres),
-            *_CLAIMABLE,
-            or_(D.c.held_by.is_(None), D.c.held_by != bindparam("reason")),
-        )
-        .values(held_by=bindparam("reason"))
-    )
-
-
 _HEAD = (
     select(D.c.id, D.c.endpoint_id, D.c.held_by, D.c.next_attempt_at, D.c.lease_until)
     .select_from(D.join(EV, EV.c.id == D.c.event_id))
@@ -490,11 +477,10 @@ class Claimer:
             until = now + self._admission.spread(self._settings.limited_retry)
             self._hold(connection, endpoint_id, over, now, until, reason, batch)
             return
-        # Still due, but marked: the sweeper leaves them to the worker holding the
-        # endpoint's budget while it has deliveries in flight, which pulls them.
-        connection.execute(
-            _mark_left(_is_pg(connection)), {"ids": over, "now": now, "reason": reason}
-        )
+        # Still due, and not written to: the sweeper leaves an endpoint's due
+        # deliveries to the worker holding its budget while it has one in flight, and
+        # that worker pulls them as slots free (one write per delivery fewer, on the
+        # path every delivery of a backlog takes).
         batch.saturated.add(endpoint_id)
         batch.results.update((i, LEFT) for i in over)
         self._metrics.delivery_held(reason, endpoint_id=endpoint_id)

@@ -31,7 +31,6 @@ from worker.endpoints.predicate import accepting
 from worker.fanout.deliveries import delivery_row, insert_new
 from worker.fanout.wakeup import Wakeup
 from worker.ops.retention import Retention
-from worker.policy.admission import Hold
 from worker.policy.notices import notice_subject
 from worker.settings import (
     DEFAULT_POLL_BATCH_SIZE,
@@ -153,9 +152,12 @@ class Poller:
         What is merely waiting in a long queue is not rung again, so a backlog does not
         multiply its own messages: with ``waiting`` known, only deliveries rung before
         the queue was last seen empty qualify (their message has been fetched by then).
-        Nor is a delivery a worker left for lack of its endpoint's budget, or behind the
-        head of an ordered endpoint (``held_by`` ``concurrency``, ``ordering``), while
-        that endpoint has a delivery in flight: the worker holding it pulls the next.
+        Nor is a delivery of an endpoint that has one in flight: the worker holding it
+        pulls that endpoint's due deliveries as its slots free (those it left for lack
+        of budget, those behind the head of an ordered endpoint, and at least once a
+        second any other), so a delivery rung again here would only race that pull.
+        Once nothing of the endpoint is in flight (its worker gone: the lease expired),
+        the sweeper rings again.
         """
         now = self.clock()
         quiet_since = now - self.sweep_after
@@ -192,11 +194,7 @@ class Poller:
                     Delivery.next_attempt_at <= quiet_since,
                     or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
                     or_(Delivery.rung_at.is_(None), Delivery.rung_at <= quiet_since),
-                    or_(
-                        Delivery.held_by.is_(None),
-                        Delivery.held_by.not_in((Hold.CONCURRENCY, Hold.ORDERING)),
-                        ~in_flight,
-                    ),
+                    ~in_flight,
                 )
                 .order_by(Delivery.next_attempt_at)
                 .limit(limit)

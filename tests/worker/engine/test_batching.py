@@ -173,3 +173,43 @@ def test_the_sweeper_leaves_what_is_queued_or_left_to_a_busy_endpoint(
         session.get_one(Delivery, first).lease_until = None
     clock.advance(timedelta(seconds=3))
     assert poller.sweep_once() == 2 and sorted(rung[-2:]) == sorted([first, second])
+
+
+def test_deliveries_left_over_the_budget_are_not_written_and_not_swept(
+    make_runtime: Callable[..., Runtime],
+    add_endpoint: Any,
+    receiver: Receiver,
+    database_url: str,
+) -> None:
+    """From the sending loop's side (``leave``), a claim over the endpoint's budget
+    leases what fits in one UPDATE and writes nothing to the rest: they stay due and
+    unmarked, and the sweeper does not ring them while the endpoint has one in flight
+    (its worker pulls them), only once it has none."""
+    clock = ManualClock()
+    runtime = make_runtime(database_url, clock=clock)
+    add_endpoint(runtime, receiver=receiver, max_concurrency=2)
+    rung = fan_out(runtime, 5, clock=clock)
+    statements = statements_of(runtime)
+    claimer = runtime.deliverer._claimer  # the claim alone: nothing is sent
+    with runtime.sessions() as session, session.begin():
+        batch = claimer.claim(session, rung, None, 10, True)
+    assert len(batch.claims) == 2
+    left = sorted(i for i, r in batch.results.items() if r.status == "left")
+    assert len(left) == 3 and batch.saturated == {batch.claims[0].target.id}
+    updates = [s for s in statements if s.lstrip().upper().startswith("UPDATE")]
+    assert len(updates) == 1, updates  # the lease; nothing for the three left
+    with runtime.sessions() as session:
+        rows = {d.id: d for d in session.scalars(select(Delivery))}
+    assert all(rows[i].held_by is None and rows[i].lease_until is None for i in left)
+    swept: list[str] = []
+    poller = Poller(
+        session_factory=runtime.sessions,
+        dispatch=swept.extend,
+        waiting=lambda: 0,
+        sweep_after=timedelta(seconds=2),
+        clock=clock,
+    )
+    clock.advance(timedelta(seconds=3))  # the leases (30 s and more) are still live
+    assert poller.sweep_once() == 0
+    clock.advance(runtime.settings.lease_duration)  # the worker is gone: leases expired
+    assert poller.sweep_once() == 5 and sorted(swept) == sorted(rung)

@@ -189,12 +189,16 @@ def test_sweeper_leaves_leased_future_and_finished_deliveries(sessions: Any) -> 
     clock = ManualClock(T0)
     with sessions() as session, session.begin():
         endpoint(session, "ep_1", "ws_a", ["*"])
-        for _ in range(4):
+        # The leased one on an endpoint of its own: an endpoint with a delivery in
+        # flight has its due ones pulled by the worker holding it, not rung.
+        endpoint(session, "ep_0", "ws_0", ["*"])
+        publish(session, workspace_id="ws_0", type="run.succeeded", data={}, clock=clock)
+        for _ in range(3):
             publish(session, workspace_id="ws_a", type="run.succeeded", data={}, clock=clock)
     Poller(session_factory=sessions, dispatch=Recorder(), clock=clock).poll_once()
     clock.now += timedelta(minutes=5)
     with sessions() as session, session.begin():
-        rows = list(session.scalars(select(Delivery).order_by(Delivery.id)))
+        rows = list(session.scalars(select(Delivery).order_by(Delivery.endpoint_id, Delivery.id)))
         rows[0].lease_until = clock.now + timedelta(minutes=1)
         rows[1].next_attempt_at = clock.now + timedelta(hours=1)
         rows[2].status = DeliveryStatus.SUCCEEDED
