@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import Table
@@ -18,8 +19,6 @@ from sqlalchemy.orm import Session
 
 from outbox import ids
 from outbox.models import Delivery, DeliveryStatus, Endpoint, Event, Trigger
-
-_DELIVERIES = cast(Table, Delivery.__table__)
 
 
 def skipped_note(endpoint: Endpoint) -> str:
@@ -58,13 +57,20 @@ def insert_new(session: Session, rows: Sequence[dict[str, Any]]) -> list[tuple[s
     returns (id, status) of each row inserted."""
     if not rows:
         return []
-    dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    # The rows as parameters of one single-row statement (which SQLAlchemy compiles once
-    # and sends as multi-row ``INSERT``s): a statement built with ``.values(rows)`` is
-    # compiled again on every call, for every number of rows.
-    statement = (
-        dialect.insert(_DELIVERIES)
+    connection = session.connection()
+    statement = _insert(connection.dialect.name == "postgresql")
+    # The rows as parameters, not as a VALUES clause: one statement text, compiled once
+    # and cached, sent in pages (a VALUES clause of a thousand rows was compiled anew
+    # for every batch, about a millisecond of the poller's CPU per delivery).
+    return [(row.id, row.status) for row in connection.execute(statement, list(rows))]
+
+
+@cache
+def _insert(postgres: bool) -> Any:
+    dialect: Any = postgresql if postgres else sqlite
+    table = cast(Table, Delivery.__table__)
+    return (
+        dialect.insert(table)
         .on_conflict_do_nothing(index_elements=["event_id", "endpoint_id"])
-        .returning(_DELIVERIES.c.id, _DELIVERIES.c.status)
+        .returning(table.c.id, table.c.status)
     )
-    return [(row.id, row.status) for row in session.execute(statement, list(rows))]
