@@ -6,8 +6,9 @@ duplicated or replayed message makes no second HTTP request.
 
 One transaction claims every delivery of a batch that may go now:
 
-1. the candidates among the rung ids (or, when a worker pulls an endpoint's backlog,
-   that endpoint's oldest due deliveries);
+1. the candidates among the rung ids (or, when a worker pulls endpoints' backlogs,
+   each endpoint's oldest due deliveries, up to its free slots: many endpoints in one
+   statement on PostgreSQL);
 2. PostgreSQL: a transaction-scoped advisory lock per endpoint (taken in one order), so
    claims of one endpoint's deliveries are serialised *across processes* while they
    count its deliveries in flight; SQLite serialises writers anyway (``BEGIN
@@ -32,8 +33,8 @@ One transaction claims every delivery of a batch that may go now:
 from __future__ import annotations
 
 import secrets
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -43,14 +44,17 @@ import structlog
 from sqlalchemy import (
     ARRAY,
     Connection,
+    Integer,
     String,
     Table,
     any_,
     bindparam,
+    column,
     func,
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.exc import SQLAlchemyError
@@ -121,6 +125,9 @@ class ClaimBatch:
     """Deliveries not claimed, held, skipped or left, by id."""
     saturated: set[str] = field(default_factory=set)
     """Endpoints whose due deliveries were left for lack of budget (its holder pulls)."""
+    found: Counter[str] = field(default_factory=Counter)
+    """Due deliveries found per endpoint (a pull that finds fewer than it asked for has
+    drained that endpoint's backlog)."""
 
 
 def internal(stage: str, exc: BaseException) -> InternalFailure:
@@ -162,6 +169,34 @@ _BACKLOG = (
     .order_by(D.c.next_attempt_at, D.c.id)
     .limit(bindparam("limit"))
 )
+
+
+@cache
+def _backlogs() -> Any:
+    """PostgreSQL: the backlogs of many endpoints in one statement, each endpoint's
+    oldest due deliveries up to its own number of slots (the same rows, in the same
+    order, as ``_BACKLOG`` endpoint by endpoint)."""
+    wanted = (
+        func.unnest(
+            bindparam("endpoint_ids", type_=ARRAY(String)),
+            bindparam("slots", type_=ARRAY(Integer)),
+        )
+        .table_valued(column("endpoint_id", String), column("slots", Integer))
+        .render_derived(name="wanted")
+    )
+    backlog = (
+        select(D.c.id, D.c.endpoint_id, D.c.held_by, D.c.next_attempt_at)
+        .where(D.c.endpoint_id == wanted.c.endpoint_id, *_CLAIMABLE)
+        .order_by(D.c.next_attempt_at, D.c.id)
+        .limit(wanted.c.slots)
+        .lateral("backlog")
+    )
+    return (
+        select(backlog.c.id, backlog.c.endpoint_id, backlog.c.held_by)
+        .select_from(wanted.join(backlog, true()))
+        .order_by(backlog.c.endpoint_id, backlog.c.next_attempt_at, backlog.c.id)
+    )
+
 
 _BUSY = (
     select(func.count())
@@ -264,22 +299,22 @@ class Claimer:
         self,
         session: Session,
         ids: Sequence[str],
-        endpoint_id: str | None,
+        pulls: Mapping[str, int] | None,
         room: int,
         leave_over_budget: bool,
     ) -> ClaimBatch:
-        """Claim what may go now of ``ids`` (or, with ``endpoint_id``, of that endpoint's
-        backlog), at most ``room`` of them (see the module's docstring)."""
+        """Claim what may go now of ``ids`` (or, with ``pulls``, of those endpoints'
+        backlogs, up to that many of each), at most ``room`` in all (see the module's
+        docstring)."""
         connection = session.connection()
         pg = _is_pg(connection)
         batch = ClaimBatch()
         now = self._clock()
-        if endpoint_id is None:
+        if not pulls:
             found = connection.execute(_candidates(pg), {"ids": list(ids), "now": now}).all()
         else:
-            found = connection.execute(
-                _BACKLOG, {"endpoint_id": endpoint_id, "now": now, "limit": room}
-            ).all()
+            found = self._backlog(connection, pg, pulls, room, now)
+        batch.found.update(row.endpoint_id for row in found)
         seen = {row.id for row in found}
         batch.results.update((i, NOT_CLAIMED) for i in ids if i not in seen)
         if not found:
@@ -365,6 +400,30 @@ class Claimer:
                 )
             )
         return batch
+
+    @staticmethod
+    def _backlog(
+        connection: Connection,
+        pg: bool,
+        pulls: Mapping[str, int],
+        room: int,
+        now: datetime,
+    ) -> list[Any]:
+        """The due backlogs of ``pulls``' endpoints, up to their slots (and ``room``)."""
+        slots = {e: min(n, room) for e, n in sorted(pulls.items()) if n > 0}
+        if pg and len(slots) > 1:
+            return list(
+                connection.execute(
+                    _backlogs(),
+                    {"endpoint_ids": list(slots), "slots": list(slots.values()), "now": now},
+                )
+            )
+        found: list[Any] = []
+        for endpoint_id, limit in slots.items():  # one, or SQLite (in-process statements)
+            found += connection.execute(
+                _BACKLOG, {"endpoint_id": endpoint_id, "now": now, "limit": limit}
+            ).all()
+        return found
 
     def _needs_lock(self, endpoint: Any) -> bool:
         return bool(

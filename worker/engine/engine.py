@@ -185,12 +185,12 @@ class DeliveryEngine:
         raise AssertionError("unreachable")
 
     def _claim(
-        self, ids: Sequence[str], endpoint_id: str | None, room: int, leave: bool
+        self, ids: Sequence[str], pulls: dict[str, int] | None, room: int, leave: bool
     ) -> ClaimBatch:
         with self._tracing.span("webhook.claim", **{"catentio.deliveries": len(ids)}):
             return self._transaction(
                 "claiming deliveries",
-                lambda session: self._claimer.claim(session, ids, endpoint_id, room, leave),
+                lambda session: self._claimer.claim(session, ids, pulls, room, leave),
             )
 
     # -- one at a time (tests, replays) --------------------------------------------
@@ -240,15 +240,23 @@ class DeliveryEngine:
     def ring(self, delivery_ids: Sequence[str], pull: str | None = None, slots: int = 0) -> None:
         """Claim what may go of ``delivery_ids`` (or up to ``slots`` of endpoint
         ``pull``'s backlog) and hand it to the sending loop; returns once handed over
-        (waiting first while the loop is full). Raises
-        :class:`~worker.errors.DatabaseUnavailable` if the claim could not be made."""
+        (waiting first only while the loop is full). Raises
+        :class:`~worker.errors.DatabaseUnavailable` if the claim could not be made.
+
+        With less room free than ids rung, the ids that do not fit are rung again at
+        once, for any worker: a room taken by other endpoints' deliveries (say, ones
+        that never answer) must not keep this thread, and the deliveries it fetched,
+        waiting for their deadline."""
         wanted = max(1, slots) if pull is not None else len(delivery_ids)
-        room = self._loop.reserve(wanted, whole=True)
+        room = self._loop.reserve(wanted, whole=self._ring is None)
+        pulls = {pull: room} if pull is not None else None
+        rest = delivery_ids[room:] if pull is None else ()
         try:
-            batch = self._claim(delivery_ids, pull, room, True)
+            batch = self._claim(delivery_ids[:room], pulls, room, True)
         except BaseException:
             self._loop.release(room)
             raise
+        self._enqueue(rest, timedelta(0))  # after the claim: a failed one rings them all
         self._loop.release(room - len(batch.claims))
         if pull is not None and len(batch.claims) == room:
             batch.saturated.add(pull)  # it had at least as many waiting: more may wait
@@ -334,6 +342,7 @@ class DeliveryEngine:
         if released:
             self._enqueue(released, timedelta(0))
         every = self._settings.limited_retry.total_seconds()
+        here: dict[str, int] = {}
         for endpoint_id in pulls:
             with self._state:
                 offer = endpoint_id in self._saturated and (
@@ -348,24 +357,34 @@ class DeliveryEngine:
                 self._enqueue_pull(endpoint_id, freed[endpoint_id], timedelta(0))
             else:
                 # Refill the slots just freed from the endpoint's backlog, here and now.
-                self._pull_here(endpoint_id, freed[endpoint_id])
+                here[endpoint_id] = freed[endpoint_id]
+        if here:
+            self._pull_here(here)
 
-    def _pull_here(self, endpoint_id: str, slots: int) -> None:
-        """Claim due deliveries of an endpoint we deliver to: those left for our budget,
-        and (now and then) ones left by a worker that has gone since."""
-        room = self._loop.reserve(slots, timeout=0)
+    def _pull_here(self, pulls: dict[str, int]) -> None:
+        """Claim due deliveries of endpoints we deliver to (up to so many slots each),
+        all in one claim: those left for our budget, and (now and then) ones left by a
+        worker that has gone since."""
+        room = self._loop.reserve(sum(pulls.values()), timeout=0)
         if not room:
             return
+        granted: dict[str, int] = {}
+        left = room
+        for endpoint_id, slots in pulls.items():  # what the room holds, in order
+            if left > 0:
+                granted[endpoint_id] = min(slots, left)
+                left -= granted[endpoint_id]
         try:
-            batch = self._claim((), endpoint_id, room, True)
+            batch = self._claim((), granted, room, True)
         except DatabaseUnavailable as exc:
             self._loop.release(room)
-            log.warning("delivery.pull_failed", endpoint_id=endpoint_id, error=str(exc))
+            log.warning("delivery.pull_failed", endpoints=len(granted), error=str(exc))
             return
         self._loop.release(room - len(batch.claims))
-        if len(batch.claims) + len(batch.results) < room:
-            with self._state:  # its backlog is drained
-                self._saturated.discard(endpoint_id)
+        drained = {e for e, slots in granted.items() if batch.found[e] < slots}
+        if drained:
+            with self._state:
+                self._saturated -= drained
         self._hand_over(batch, None)
 
     def _send_later(

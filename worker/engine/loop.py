@@ -7,6 +7,13 @@ The loop has a fixed *room* (deliveries claimed and not yet recorded). Claiming
 threads reserve room before they claim, so nothing is claimed that the loop could not
 start at once (a claimed delivery's lease is ticking); a full loop makes them wait,
 which is the back-pressure on the broker.
+
+Each endpoint's concurrency budget bounds what it holds of the room (the claim enforces
+it across processes), so the room itself only guards the process's file descriptors:
+by default it is sized from ``RLIMIT_NOFILE`` (its soft limit first raised to the hard
+one), big enough that budgets, not the room, bound what is in flight — a hundred
+endpoints that never answer hold their budgets and no more, and the healthy ones
+beside them still find room.
 """
 
 from __future__ import annotations
@@ -21,13 +28,51 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 DEFAULT_ROOM = 1000
-"""Deliveries one process may have claimed and not yet recorded."""
+"""Deliveries one process may have claimed and not yet recorded, where the open-files
+limit cannot be read."""
+
+MAX_ROOM = 10_000
+"""The most a room sized from the open-files limit holds."""
+
+MIN_ROOM = 64
+"""The least a room sized from the open-files limit holds."""
+
+FILES_KEPT = 256
+"""Descriptors left aside for everything but in-flight sockets: database and broker
+connections, logs, listening sockets, the resolver."""
+
+
+def room_for_open_files() -> int:
+    """A room sized from this process's open-files limit, after raising its soft limit
+    to the hard one: half of what is left once :data:`FILES_KEPT` are set aside (each
+    delivery in flight holds a socket, and as many again may sit idle in the
+    keep-alive pool), between :data:`MIN_ROOM` and :data:`MAX_ROOM`. A socket refused
+    for want of descriptors would be recorded as the receiver's connect failure."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return DEFAULT_ROOM
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = MAX_ROOM * 2 + FILES_KEPT if hard == resource.RLIM_INFINITY else hard
+        if soft != resource.RLIM_INFINITY and wanted > soft:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+                soft = wanted
+            except (OSError, ValueError):  # e.g. a hard limit the kernel caps lower
+                pass
+    if soft == resource.RLIM_INFINITY:
+        return MAX_ROOM
+    return max(MIN_ROOM, min(MAX_ROOM, (soft - FILES_KEPT) // 2))
 
 
 class SendingLoop:
     """An asyncio event loop on its own daemon thread, with a bounded room."""
 
-    def __init__(self, room: int = DEFAULT_ROOM, *, name: str = "catentio-sending") -> None:
+    def __init__(self, room: int | None = None, *, name: str = "catentio-sending") -> None:
+        """``room``: deliveries in flight at most; by default
+        :func:`room_for_open_files`."""
+        room = room_for_open_files() if room is None else room
         self._room = room
         self._free = room
         self._changed = threading.Condition()
@@ -63,6 +108,11 @@ class SendingLoop:
         with self._changed:
             self._free = min(self._room, self._free + count)
             self._changed.notify_all()
+
+    @property
+    def room(self) -> int:
+        """Deliveries in flight at most."""
+        return self._room
 
     @property
     def in_use(self) -> int:

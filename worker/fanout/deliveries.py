@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
+from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -55,11 +57,20 @@ def insert_new(session: Session, rows: Sequence[dict[str, Any]]) -> list[tuple[s
     returns (id, status) of each row inserted."""
     if not rows:
         return []
-    dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = (
-        dialect.insert(Delivery)
-        .values(list(rows))
+    connection = session.connection()
+    statement = _insert(connection.dialect.name == "postgresql")
+    # The rows as parameters, not as a VALUES clause: one statement text, compiled once
+    # and cached, sent in pages (a VALUES clause of a thousand rows was compiled anew
+    # for every batch, about a millisecond of the poller's CPU per delivery).
+    return [(row.id, row.status) for row in connection.execute(statement, list(rows))]
+
+
+@cache
+def _insert(postgres: bool) -> Any:
+    dialect: Any = postgresql if postgres else sqlite
+    table = cast(Table, Delivery.__table__)
+    return (
+        dialect.insert(table)
         .on_conflict_do_nothing(index_elements=["event_id", "endpoint_id"])
-        .returning(Delivery.id, Delivery.status)
+        .returning(table.c.id, table.c.status)
     )
-    return [(row.id, row.status) for row in session.execute(statement)]

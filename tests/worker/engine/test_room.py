@@ -1,0 +1,222 @@
+"""The sending loop's room and the pulls that refill it: the room is sized from the
+open-files limit, a room mostly taken by an endpoint that never answers does not keep a
+delivery thread waiting, and the slots freed at many endpoints are refilled in one
+claim that keeps every endpoint's budget."""
+
+from __future__ import annotations
+
+import random
+import re
+import sys
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from outbox import Delivery, DeliveryStatus, publish
+from outbox.clock import utcnow
+from tests.support.harness import statuses
+from tests.support.waiting import wait_until
+from worker import runtime as runtime_module
+from worker.demo.receiver import Receiver, always
+from worker.engine.claim import Claimer
+from worker.engine.loop import FILES_KEPT, MAX_ROOM, SendingLoop, room_for_open_files
+from worker.fanout.poller import Poller
+from worker.policy.admission import Admission
+from worker.runtime import Runtime
+from worker.telemetry.metrics import NO_METRICS
+
+
+class FakeLimits:
+    """``resource``'s open-files limit, as a process would find it."""
+
+    RLIMIT_NOFILE = 7
+    RLIM_INFINITY = -1
+
+    def __init__(self, soft: int, hard: int, *, refuse: bool = False) -> None:
+        self.limits = (soft, hard)
+        self.refuse = refuse
+
+    def getrlimit(self, which: int) -> tuple[int, int]:
+        assert which == self.RLIMIT_NOFILE
+        return self.limits
+
+    def setrlimit(self, which: int, limits: tuple[int, int]) -> None:
+        if self.refuse:
+            raise ValueError("not allowed")
+        self.limits = limits
+
+
+@pytest.mark.parametrize(
+    ("soft", "hard", "refuse", "room", "raised"),
+    [
+        (1024, 20_000, False, (20_000 - FILES_KEPT) // 2, 20_000),  # raised to the hard limit
+        (1024, 20_000, True, (1024 - FILES_KEPT) // 2, 1024),  # refused: what the soft allows
+        (1024, 1024, False, (1024 - FILES_KEPT) // 2, 1024),
+        (1 << 20, 1 << 20, False, MAX_ROOM, 1 << 20),  # budgets, not the room, bound it
+        (300, 300, False, 64, 300),
+    ],
+)
+def test_the_room_is_sized_from_the_open_files_limit(
+    monkeypatch: pytest.MonkeyPatch, soft: int, hard: int, refuse: bool, room: int, raised: int
+) -> None:
+    """The soft limit goes up to the hard one; the room is half the descriptors left
+    beside the ones kept aside, within bounds."""
+    limits = FakeLimits(soft, hard, refuse=refuse)
+    monkeypatch.setitem(sys.modules, "resource", limits)
+    assert room_for_open_files() == room
+    assert limits.limits == (raised, hard)
+
+
+def test_a_room_mostly_taken_by_a_hanging_endpoint_keeps_no_thread_waiting(
+    make_runtime: Callable[..., Runtime],
+    add_endpoint: Any,
+    receiver: Receiver,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One worker thread, a room of 20. An endpoint that never answers holds 15 of it
+    for the whole 4 s deadline; a healthy endpoint's 40 deliveries, rung in one
+    message, still all go at once: the thread claims what fits and rings the rest
+    again instead of waiting for the hanging ones' deadline."""
+    monkeypatch.setattr(runtime_module, "SendingLoop", lambda: SendingLoop(room=20))
+    runtime = make_runtime(
+        sqlite_url, worker_threads=1, request_timeout=4.0, circuit_threshold=1000
+    )
+    assert runtime.loop.room == 20
+    hanging = add_endpoint(
+        runtime,
+        receiver=receiver,
+        path="/hang",
+        workspace_id="ws_hang",
+        behaviour=always(200, delay=30.0),
+        max_concurrency=15,
+    )
+    healthy = add_endpoint(
+        runtime, receiver=receiver, path="/ok", workspace_id="ws_ok", max_concurrency=16
+    )
+    publish_events(runtime, 15, "ws_hang")
+    with runtime.running():
+        assert wait_until(lambda: len(receiver.received("/hang")) >= 15, timeout=10)
+        started = time.monotonic()
+        publish_events(runtime, 40, "ws_ok")
+        assert wait_until(
+            lambda: statuses(runtime, healthy.endpoint.id).count(DeliveryStatus.SUCCEEDED) == 40,
+            timeout=10,
+        )
+        elapsed = time.monotonic() - started
+        hung = len(receiver.received("/hang"))
+        hanging_statuses = statuses(runtime, hanging.endpoint.id)
+    assert elapsed < 3.0, f"healthy deliveries took {elapsed:.1f}s beside a hanging endpoint"
+    assert hung == 15 and hanging_statuses.count(DeliveryStatus.PENDING) == 15
+    assert len(receiver.received("/ok")) == 40  # each once
+
+
+def publish_events(runtime: Runtime, count: int, workspace: str) -> None:
+    with runtime.sessions() as session, session.begin():
+        for i in range(count):
+            publish(session, workspace_id=workspace, type="run.succeeded", data={"i": i})
+
+
+def test_one_claim_pulls_many_endpoints_each_within_its_budget(
+    make_runtime: Callable[..., Runtime],
+    add_endpoint: Any,
+    receiver: Receiver,
+    database_url: str,
+) -> None:
+    """Three endpoints, limit 2 each, four due deliveries each, one of the first's
+    already in flight. One pull of all three (4, 1 and 4 slots) claims 1, 1 and 2 —
+    each endpoint's budget or its slots — leaves the rest due for the budget holder
+    to pull, and on PostgreSQL reads the three backlogs in one statement."""
+    from tests.worker.engine.test_batching import statements_of
+
+    runtime = make_runtime(database_url)
+    endpoints = [
+        add_endpoint(runtime, receiver=receiver, workspace_id=f"ws_{n}", max_concurrency=2)
+        for n in range(3)
+    ]
+    for n in range(3):
+        publish_events(runtime, 4, f"ws_{n}")
+    Poller(session_factory=runtime.sessions, dispatch=lambda ids: None).poll_once()
+    first, second, third = (e.endpoint.id for e in endpoints)
+    now = utcnow()
+    with runtime.sessions() as session, session.begin():
+        busy = session.scalars(
+            select(Delivery.id).where(Delivery.endpoint_id == first).order_by(Delivery.id)
+        ).first()
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == busy)
+            .values(lease_until=now + timedelta(seconds=30), lease_token="t")
+        )
+    claimer = Claimer(
+        runtime.settings, Admission(runtime.settings, random.Random(1)), utcnow, NO_METRICS
+    )
+    statements = statements_of(runtime)
+    with runtime.sessions() as session, session.begin():
+        batch = claimer.claim(session, (), {first: 4, second: 1, third: 4}, 100, True)
+    claimed: dict[str, int] = {}
+    for claim in batch.claims:
+        claimed[claim.target.id] = claimed.get(claim.target.id, 0) + 1
+    assert claimed == {first: 1, second: 1, third: 2}
+    assert dict(batch.found) == {first: 3, second: 1, third: 4}
+    assert batch.saturated == {first, third}
+    with runtime.sessions() as session:
+        rows = session.scalars(select(Delivery)).all()
+    leased = [r for r in rows if r.lease_until is not None and r.id != busy]
+    assert len(leased) == 4 and all(r.attempt_count == 0 for r in rows)
+    left = [r for r in rows if r.lease_until is None and r.endpoint_id in (first, third)]
+    assert sorted(r.endpoint_id for r in left) == sorted([first, first, third, third])
+    assert all(r.next_attempt_at is not None and r.next_attempt_at <= now for r in left)
+    if runtime.engine.dialect.name == "postgresql":
+        backlogs = [s for s in statements if "LATERAL" in s.upper()]
+        reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+        assert len(backlogs) == 1, statements
+        assert not [s for s in reads if re.search(r"\bLIMIT\b", s, re.I) and s not in backlogs]
+
+
+def test_slots_freed_at_many_endpoints_are_refilled_in_one_claim(
+    make_runtime: Callable[..., Runtime],
+    add_endpoint: Any,
+    receiver: Receiver,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Twenty endpoints, one delivery each, rung together: after each recording the
+    recorder pulls every endpoint whose slot it freed, all in one claim (not one claim
+    per endpoint), and each endpoint once."""
+    runtime = make_runtime(database_url)
+    for n in range(20):
+        add_endpoint(runtime, receiver=receiver, path=f"/e{n}", workspace_id="ws_a")
+    publish_events(runtime, 1, "ws_a")
+    rung: list[str] = []
+    Poller(session_factory=runtime.sessions, dispatch=rung.extend).poll_once()
+    assert len(rung) == 20
+    engine = runtime.deliverer
+    pulls: list[dict[str, int]] = []
+    records: list[int] = []
+    claim, record = engine._claimer.claim, engine._recorder.record
+
+    def spy_claim(session: Any, ids: Any, wanted: Any, room: int, leave: bool) -> Any:
+        if wanted and not ids:
+            pulls.append(dict(wanted))
+        return claim(session, ids, wanted, room, leave)
+
+    def spy_record(session: Any, finished: Any) -> Any:
+        records.append(len(finished))
+        return record(session, finished)
+
+    monkeypatch.setattr(engine._claimer, "claim", spy_claim)
+    monkeypatch.setattr(engine._recorder, "record", spy_record)
+    engine.start(lambda *args: None)
+    engine.ring(rung)
+    assert wait_until(lambda: statuses(runtime).count(DeliveryStatus.SUCCEEDED) == 20, timeout=10)
+    assert wait_until(lambda: sum(len(p) for p in pulls) == 20, timeout=5), pulls
+    assert sum(records) == 20
+    assert len(pulls) <= len(records), (pulls, records)  # one pull claim per recording
+    pulled = [e for p in pulls for e in p]
+    assert len(set(pulled)) == 20 and all(s == 1 for p in pulls for s in p.values())
+    engine.close(2)
