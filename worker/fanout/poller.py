@@ -156,8 +156,12 @@ class Poller:
         pulls that endpoint's due deliveries as its slots free (those it left for lack
         of budget, those behind the head of an ordered endpoint, and at least once a
         second any other), so a delivery rung again here would only race that pull.
-        Once nothing of the endpoint is in flight (its worker gone: the lease expired),
-        the sweeper rings again.
+        Nor while the endpoint has had an attempt recorded within ``sweep_after`` (its
+        ``last_success_at`` or ``last_failure_at``): between a batch recorded and the
+        pull that refills it the endpoint may have nothing in flight for a moment, and
+        a sweep landing there would re-ring a whole backlog. Once the endpoint has been
+        quiet for ``sweep_after`` with nothing in flight (its worker gone: the lease
+        expired), the sweeper rings again.
         """
         now = self.clock()
         quiet_since = now - self.sweep_after
@@ -185,6 +189,18 @@ class Poller:
             )
             .exists()
         )
+        active_since = now - self.sweep_after
+        served = (
+            select(Endpoint.id)
+            .where(
+                Endpoint.id == Delivery.endpoint_id,
+                or_(
+                    Endpoint.last_success_at > active_since,
+                    Endpoint.last_failure_at > active_since,
+                ),
+            )
+            .exists()
+        )
         with self.session_factory() as session, session.begin():
             lock_for_write(session)
             query = (
@@ -195,6 +211,7 @@ class Poller:
                     or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
                     or_(Delivery.rung_at.is_(None), Delivery.rung_at <= quiet_since),
                     ~in_flight,
+                    ~served,
                 )
                 .order_by(Delivery.next_attempt_at)
                 .limit(limit)

@@ -5,7 +5,7 @@ engine's internals: outbox lag (age of the oldest waiting event), waiting events
 backlog (pending deliveries that are due and not leased), deliveries in flight (leased),
 deliveries on hold by reason, endpoints with an open circuit, disabled and paused
 endpoints. Each figure is one indexed query (``ix_events_waiting``, ``ix_deliveries_due``,
-``ix_deliveries_leased``, ``ix_deliveries_held``, the small endpoints table); the
+``ix_deliveries_in_flight``, ``ix_deliveries_held``, the small endpoints table); the
 answers are cached for ``cache_seconds`` so several scrapers (or a dashboard refresh
 storm) cost one round of queries.
 

@@ -161,10 +161,12 @@ class Delivery(Base):
         Index("ix_deliveries_status_id", "status", "id"),
         Index("ix_deliveries_workspace_id_id", "workspace_id", "id"),
         Index("ix_deliveries_completed_at", "completed_at"),
-        # The concurrency limit counts an endpoint's deliveries under lease.
+        # The concurrency limit counts an endpoint's deliveries under a live lease
+        # (``lease_until > now``: the range starts past the expired ones).
         Index(
-            "ix_deliveries_leased",
+            "ix_deliveries_in_flight",
             "endpoint_id",
+            "lease_until",
             postgresql_where=text("lease_until IS NOT NULL"),
             sqlite_where=text("lease_until IS NOT NULL"),
         ),

@@ -304,3 +304,29 @@ def test_concurrent_migrations_take_turns(postgres_url: str) -> None:
     assert current_revision(engines[0]) == head_revision()
     for engine in engines:
         engine.dispose()
+
+
+def test_the_sweeper_leaves_an_endpoint_served_a_moment_ago(sessions: Any) -> None:
+    """Nothing in flight, but an attempt recorded within ``sweep_after`` (a worker between
+    recording a batch and pulling the next): its due deliveries are that worker's; once
+    the endpoint has been quiet for ``sweep_after``, they are rung again."""
+    clock = ManualClock(T0)
+    with sessions() as session, session.begin():
+        endpoint(session, "ep_1", "ws_a", ["*"])
+        publish(session, workspace_id="ws_a", type="run.succeeded", data={}, clock=clock)
+    Poller(session_factory=sessions, dispatch=Recorder(), clock=clock).poll_once()
+    poller = Poller(
+        session_factory=sessions,
+        dispatch=(recorder := Recorder()),
+        clock=clock,
+        sweep_after=timedelta(seconds=30),
+    )
+    clock.now += timedelta(seconds=31)
+    for stamp in ("last_success_at", "last_failure_at"):
+        with sessions() as session, session.begin():
+            row = session.get_one(Endpoint, "ep_1")
+            row.last_success_at = row.last_failure_at = None
+            setattr(row, stamp, clock.now - timedelta(seconds=1))
+        assert poller.sweep_once() == 0, stamp
+    clock.now += timedelta(seconds=30)
+    assert poller.sweep_once() == 1 and len(recorder.ids) == 1
