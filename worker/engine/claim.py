@@ -163,10 +163,13 @@ def _candidates(postgres: bool) -> Any:
     )
 
 
+_BACKLOG_ORDER = (D.c.next_attempt_at, D.c.id)
+"""Which of an endpoint's due deliveries a pull takes first (``_BACKLOG``, ``_backlogs``)."""
+
 _BACKLOG = (
     select(D.c.id, D.c.endpoint_id, D.c.held_by)
     .where(D.c.endpoint_id == bindparam("endpoint_id"), *_CLAIMABLE)
-    .order_by(D.c.next_attempt_at, D.c.id)
+    .order_by(*_BACKLOG_ORDER)
     .limit(bindparam("limit"))
 )
 
@@ -187,7 +190,7 @@ def _backlogs() -> Any:
     backlog = (
         select(D.c.id, D.c.endpoint_id, D.c.held_by, D.c.next_attempt_at)
         .where(D.c.endpoint_id == wanted.c.endpoint_id, *_CLAIMABLE)
-        .order_by(D.c.next_attempt_at, D.c.id)
+        .order_by(*_BACKLOG_ORDER)
         .limit(wanted.c.slots)
         .lateral("backlog")
     )

@@ -164,7 +164,7 @@ class Poller:
         expired), the sweeper rings again.
         """
         now = self.clock()
-        quiet_since = now - self.sweep_after
+        active_since = quiet_since = now - self.sweep_after
         if self.waiting is not None:
             try:
                 queued = self.waiting()
@@ -189,7 +189,6 @@ class Poller:
             )
             .exists()
         )
-        active_since = now - self.sweep_after
         served = (
             select(Endpoint.id)
             .where(
