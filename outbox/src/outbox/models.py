@@ -150,10 +150,20 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("event_id", "endpoint_id", name="uq_deliveries_event_endpoint"),
-        # The sweeper's and the claim's query: pending deliveries that are due.
+        # The sweeper's query: pending deliveries that are due, oldest first.
         Index(
             "ix_deliveries_due",
             "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        # A pull's query: one endpoint's pending deliveries, oldest due first (read
+        # ``n`` entries deep, not sorted from all of the endpoint's backlog).
+        Index(
+            "ix_deliveries_backlog",
+            "endpoint_id",
+            "next_attempt_at",
+            "id",
             postgresql_where=text("status = 'pending'"),
             sqlite_where=text("status = 'pending'"),
         ),

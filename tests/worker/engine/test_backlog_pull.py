@@ -1,0 +1,100 @@
+"""A pull reads as many of an endpoint's deliveries as it takes, however long the
+endpoint's backlog: PostgreSQL answers it from ``ix_deliveries_backlog`` in order, with
+or without statistics on the table (a never-analysed table is what a fresh deployment,
+or one without autovacuum, has), instead of reading and sorting the whole backlog."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event, update
+
+from outbox import Delivery, publish
+from outbox.clock import utcnow
+from worker.engine.claim import Claimer
+from worker.fanout.poller import Poller
+from worker.runtime import Runtime
+
+BACKLOG = 2000
+SLOTS = 40
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", ()):
+        yield from _nodes(child)
+
+
+def _explained(runtime: Runtime, pulls: dict[str, int]) -> list[dict[str, Any]]:
+    """The plan nodes of the pull for ``pulls``, as PostgreSQL ran it (``EXPLAIN
+    ANALYZE`` of the exact statement and parameters the claimer sends)."""
+    sent: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append((statement, parameters))
+
+    engine = runtime.engine
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        with engine.begin() as connection:
+            found = Claimer._backlog(connection, True, pulls, SLOTS * len(pulls), utcnow())
+            assert len(found) == sum(pulls.values())  # the backlog is deep enough
+            statement, parameters = sent[-1]
+            cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
+            (document,) = cursor.fetchone()
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    plan = document if isinstance(document, list) else json.loads(document)
+    return list(_nodes(plan[0]["Plan"]))
+
+
+@pytest.mark.parametrize("statistics", [False, True], ids=["never-analysed", "analysed"])
+@pytest.mark.parametrize("endpoints", [1, 2], ids=["one-endpoint", "many-endpoints"])
+def test_a_pull_reads_only_what_it_takes_of_a_long_backlog(
+    statistics: bool,
+    endpoints: int,
+    postgres_url: str,
+    make_runtime: Callable[..., Runtime],
+    add_endpoint: Callable[..., Any],
+) -> None:
+    runtime = make_runtime(postgres_url, poll_batch_size=1000)
+    ids = [
+        add_endpoint(runtime, url=f"https://example.invalid/{n}").endpoint.id for n in range(2)
+    ]
+    with runtime.sessions() as session, session.begin():
+        for n in range(BACKLOG):
+            publish(session, workspace_id="ws_a", type="run.succeeded", data={"n": n})
+    poller = Poller(runtime.sessions, dispatch=lambda ids: None)
+    while poller.poll_once().events:
+        pass
+    # A backlog in mid-drain: some of it in flight, some of it finished.
+    with runtime.sessions() as session, session.begin():
+        oldest = session.scalars(
+            Delivery.__table__.select()  # type: ignore[attr-defined]
+            .with_only_columns(Delivery.__table__.c.id)  # type: ignore[attr-defined]
+            .order_by(Delivery.__table__.c.id)  # type: ignore[attr-defined]
+            .limit(300)
+        ).all()
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(oldest[:100]))
+            .values(lease_until=utcnow() + timedelta(minutes=5))
+        )
+        session.execute(
+            update(Delivery).where(Delivery.id.in_(oldest[100:])).values(status="succeeded")
+        )
+    if statistics:
+        with runtime.engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE deliveries")
+
+    nodes = _explained(runtime, {endpoint_id: SLOTS for endpoint_id in ids[:endpoints]})
+
+    touched = max(node.get("Actual Rows", 0) * node.get("Actual Loops", 1) for node in nodes)
+    assert touched <= SLOTS * endpoints, [(n["Node Type"], n.get("Actual Rows")) for n in nodes]
+    scans = {node.get("Index Name") for node in nodes if "Scan" in node["Node Type"]}
+    assert "ix_deliveries_backlog" in scans
