@@ -63,9 +63,7 @@ def test_a_pull_reads_only_what_it_takes_of_a_long_backlog(
     add_endpoint: Callable[..., Any],
 ) -> None:
     runtime = make_runtime(postgres_url, poll_batch_size=1000)
-    ids = [
-        add_endpoint(runtime, url=f"https://example.invalid/{n}").endpoint.id for n in range(2)
-    ]
+    ids = [add_endpoint(runtime, url=f"https://example.invalid/{n}").endpoint.id for n in range(2)]
     with runtime.sessions() as session, session.begin():
         for n in range(BACKLOG):
             publish(session, workspace_id="ws_a", type="run.succeeded", data={"n": n})
