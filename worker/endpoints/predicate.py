@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from outbox.models import Endpoint, Event
 from worker.errors import InvalidPayloadFilter
+from worker.fanout.deliveries import Fanned, Subscriber
+
+S = TypeVar("S", bound=Subscriber)
 
 MAX_DEPTH = 8
 """Deepest nesting of and/or/not accepted."""
@@ -123,7 +125,7 @@ def _equal(left: object, right: object) -> bool:
     return left == right
 
 
-def accepting(endpoints: Sequence[Endpoint], event: Event) -> list[Endpoint]:
+def accepting(endpoints: Sequence[S], event: Fanned) -> list[S]:
     """Those of ``endpoints`` whose payload filter accepts ``event`` (the body is parsed
     once, and only if one of them has a filter)."""
     if all(endpoint.filter is None for endpoint in endpoints):

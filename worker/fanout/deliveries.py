@@ -8,27 +8,57 @@ second replay racing this one cannot make a duplicate: the row already there win
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from functools import cache
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from outbox import ids
-from outbox.models import Delivery, DeliveryStatus, Endpoint, Event, Trigger
+from outbox.models import Delivery, DeliveryStatus, Endpoint, Trigger
 
 
-def skipped_note(endpoint: Endpoint) -> str:
+class Fanned(Protocol):
+    """What fanning an event out reads of it: an :class:`~outbox.models.Event`, or a
+    row of the poller's statement."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def workspace_id(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def body(self) -> str: ...
+
+
+class Subscriber(Protocol):
+    """What fanning out reads of an endpoint: an :class:`~outbox.models.Endpoint`, or a
+    row of the poller's statement."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def event_types(self) -> list[str]: ...
+    @property
+    def filter(self) -> Mapping[str, Any] | None: ...
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def disabled_reason(self) -> str | None: ...
+
+
+def skipped_note(endpoint: Subscriber | Endpoint) -> str:
     """The ``last_error`` of a delivery kept as ``skipped`` because ``endpoint`` is
     disabled."""
     return f"endpoint disabled: {endpoint.disabled_reason}"
 
 
 def delivery_row(
-    event: Event, endpoint: Endpoint, now: datetime, *, trigger: Trigger = Trigger.SCHEDULED
+    event: Fanned, endpoint: Subscriber, now: datetime, *, trigger: Trigger = Trigger.SCHEDULED
 ) -> dict[str, Any]:
     """The columns of a new delivery of ``event`` to ``endpoint``: pending and due now,
     or kept as ``skipped`` (replayable) while the endpoint is disabled."""

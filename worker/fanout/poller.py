@@ -15,10 +15,11 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from functools import cache
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -28,6 +29,7 @@ from outbox.models import Delivery, DeliveryStatus, Endpoint, Event
 from worker.availability import Availability, first_line
 from worker.endpoints.filters import matches_any
 from worker.endpoints.predicate import accepting
+from worker.engine.claim import ids_in
 from worker.fanout.deliveries import delivery_row, insert_new
 from worker.fanout.wakeup import Wakeup
 from worker.ops.retention import Retention
@@ -95,7 +97,11 @@ class Poller:
         with ExitStack() as traced:
             with self.session_factory() as session, session.begin():
                 lock_for_write(session)
-                events = list(session.scalars(self._waiting_events(session)))
+                connection = session.connection()
+                pg = connection.dialect.name == "postgresql"
+                # Taken and marked dispatched in one statement; fanned out in id order.
+                taken = connection.execute(_take(pg), {"limit": self.batch_size, "now": now})
+                events = sorted(taken, key=lambda e: str(e.id))
                 if not events:
                     return PollResult(0, 0, 0)
                 # Only a batch gets a span (an idle poller's empty polls would drown the
@@ -110,7 +116,11 @@ class Poller:
                     )
                 )
                 span.set_attribute("catentio.event.ids", [e.id for e in events])
-                by_workspace = self._endpoints_for(session, {e.workspace_id for e in events})
+                by_workspace: dict[str, list[Any]] = defaultdict(list)
+                for endpoint in connection.execute(
+                    _subscribers(pg), {"ids": sorted({e.workspace_id for e in events})}
+                ):
+                    by_workspace[endpoint.workspace_id].append(endpoint)
                 rows = [
                     delivery_row(event, endpoint, now)
                     for event in events
@@ -126,11 +136,6 @@ class Poller:
                     )
                 ]
                 created = insert_new(session, rows)
-                session.execute(
-                    update(Event)
-                    .where(Event.id.in_([e.id for e in events]))
-                    .values(dispatched_at=now)
-                )
             self.metrics.poll_batch(len(events))
             pending = [d for d, status in created if status == DeliveryStatus.PENDING]
             log.info(
@@ -238,8 +243,9 @@ class Poller:
         for the database, slower and slower, instead of failing every interval.
 
         With a ``wakeup``, a commit that published cuts the sleep short; while it is
-        ``listening`` (every commit rings), an empty outbox is polled only every
-        ``interval``, since nothing can arrive unannounced."""
+        ``listening`` (every commit rings), a batch that was not full is not followed by
+        another look, and an empty outbox is polled only every ``interval``, since
+        nothing can arrive unannounced."""
         idle = 0.0
         outage_backoff = MIN_OUTAGE_BACKOFF
         next_sweep = 0.0
@@ -269,10 +275,13 @@ class Poller:
             if result.events >= self.batch_size:
                 idle = 0.0
                 continue
-            if result.events:
-                idle = 0.0
-            elif wakeup is not None and wakeup.listening:
+            if wakeup is not None and wakeup.listening:
+                # A batch that was not full took everything committed before it (but
+                # what another poller holds); whatever commits later rings: no second
+                # look at an outbox just emptied (half the transactions at a low rate).
                 idle = interval
+            elif result.events:
+                idle = 0.0
             else:
                 idle = min(interval, max(0.01, idle * 2 or 0.01))
             if wakeup is None:
@@ -292,20 +301,44 @@ class Poller:
             return
         self.broker.succeeded()
 
-    def _waiting_events(self, session: Session) -> Select[Any]:
-        query = (
-            select(Event)
-            .where(Event.dispatched_at.is_(None))
-            .order_by(Event.id)
-            .limit(self.batch_size)
-        )
-        return skip_locked(session, query)
 
-    @staticmethod
-    def _endpoints_for(session: Session, workspaces: set[str]) -> dict[str, list[Endpoint]]:
-        grouped: dict[str, list[Endpoint]] = defaultdict(list)
-        for endpoint in session.scalars(
-            select(Endpoint).where(Endpoint.workspace_id.in_(workspaces)).order_by(Endpoint.id)
-        ):
-            grouped[endpoint.workspace_id].append(endpoint)
-        return grouped
+EV = cast(Table, Event.__table__)
+E = cast(Table, Endpoint.__table__)
+
+
+@cache
+def _take(postgres: bool) -> Any:
+    """Mark the oldest waiting events dispatched and return them: on PostgreSQL those no
+    other poller holds (``SKIP LOCKED``); on SQLite the transaction's write lock
+    serialises pollers. In the same transaction as their deliveries."""
+    waiting = (
+        select(EV.c.id)
+        .where(EV.c.dispatched_at.is_(None))
+        .order_by(EV.c.id)
+        .limit(bindparam("limit"))
+    )
+    if postgres:
+        waiting = waiting.with_for_update(skip_locked=True)
+    return (
+        update(EV)
+        .where(EV.c.id.in_(waiting.scalar_subquery()))
+        .values(dispatched_at=bindparam("now"))
+        .returning(EV.c.id, EV.c.workspace_id, EV.c.type, EV.c.body, EV.c.trace_context)
+    )
+
+
+@cache
+def _subscribers(postgres: bool) -> Any:
+    """The endpoints of the workspaces bound as ``ids``, with what fan-out reads."""
+    return (
+        select(
+            E.c.id,
+            E.c.workspace_id,
+            E.c.event_types,
+            E.c.filter,
+            E.c.enabled,
+            E.c.disabled_reason,
+        )
+        .where(ids_in(E.c.workspace_id, postgres))
+        .order_by(E.c.id)
+    )

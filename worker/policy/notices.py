@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from outbox.envelope import isoformat
 from outbox.models import Delivery, Endpoint, Event
 from outbox.publish import publish
+from worker.fanout.deliveries import Fanned
 
 ENDPOINT_DISABLED = "webhook.endpoint.disabled"
 DELIVERY_EXHAUSTED = "webhook.delivery.exhausted"
@@ -44,7 +45,7 @@ def is_notice(event_type: str) -> bool:
     return event_type.startswith(NOTICE_PREFIX)
 
 
-def notice_subject(event: Event) -> str | None:
+def notice_subject(event: Fanned) -> str | None:
     """The endpoint an operational event is about, which must never receive it: while
     it fails, each notice would fail too (doubling its failures), and once it is back it
     would get a flood of stale news about itself. ``None`` for any other event."""

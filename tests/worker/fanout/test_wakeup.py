@@ -167,6 +167,56 @@ def test_in_process_commit_wakes_the_embedded_poller(sqlite_url: str) -> None:
         engine.dispose()
 
 
+def test_while_listening_a_batch_not_full_is_not_followed_by_another_look(
+    sqlite_url: str,
+) -> None:
+    """Listening, every commit rings: after a full batch the poller looks again at
+    once, after one that was not full it sleeps until rung (no empty poll per event at
+    a low rate), and a commit meanwhile is still fanned out at once."""
+    engine = engine_for(sqlite_url)
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    dispatched: list[Sequence[str]] = []
+    wakeup = Wakeup()
+    wakeup.listening = True
+    poller = Poller(session_factory=sessions, dispatch=dispatched.append, batch_size=2)
+    original = poller.poll_once
+    polls: list[int] = []
+
+    def poll_once() -> Any:
+        result = original()
+        polls.append(result.events)
+        return result
+
+    poller.poll_once = poll_once  # type: ignore[method-assign]
+    _add_endpoint(sessions)
+    producer = engine_for(sqlite_url)  # another process's commits: they ring nothing here
+    with make_session_factory(producer)() as session, session.begin():
+        for _ in range(3):
+            publish(session, workspace_id="ws_a", type="run.succeeded", data={})
+    producer.dispose()
+    wake_on_commit(engine, wakeup)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=poller.run, args=(stop,), kwargs={"interval": SLOW_POLL, "wakeup": wakeup}
+    )
+    thread.start()
+    try:
+        assert wait_until(lambda: sum(polls) == 3, timeout=5)
+        time.sleep(0.5)
+        assert polls == [2, 1]  # full, so again at once; then not full: asleep
+        with sessions() as session, session.begin():
+            publish(session, workspace_id="ws_a", type="run.succeeded", data={})
+        assert wait_until(lambda: sum(polls) == 4, timeout=PROMPT)
+        time.sleep(0.3)
+        assert polls == [2, 1, 1]
+        assert sum(len(d) for d in dispatched) == 4
+    finally:
+        stop.set()
+        thread.join(5)
+        engine.dispose()
+
+
 def _add_endpoint(sessions: Any) -> None:
     with sessions() as session, session.begin():
         create_endpoint(
