@@ -1,7 +1,8 @@
 """The delivery actor, declared on a broker that was built first (no global broker).
 
 A message rings a batch of deliveries (``deliver(*delivery_ids)``), or asks a worker to
-pull from an endpoint's backlog (``deliver(pull=endpoint_id, slots=n)``). The actor
+pull from endpoints' backlogs (``deliver(pulls={endpoint_id: slots, …})``, all in one
+claim; ``deliver(pull=endpoint_id, slots=n)`` from earlier versions is still read). The actor
 only claims and hands the claims to the engine's sending loop; the engine records them
 and rings retries, releases and pulls itself, through :func:`declare_deliver_actor`'s
 ``send``.
@@ -16,7 +17,7 @@ moves on; the row, not the message, still decides.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import dramatiq
 import structlog
@@ -30,7 +31,7 @@ from worker.telemetry.metrics import NO_METRICS, Metrics
 log = structlog.get_logger(__name__)
 
 DeliverActor = dramatiq.Actor[..., None]
-"""The delivery actor's type: ``deliver(*delivery_ids, pull=None, slots=0)``."""
+"""The delivery actor's type: ``deliver(*delivery_ids, pulls=None)``."""
 
 DELIVER = "deliver"
 """The actor's name on the broker."""
@@ -72,9 +73,9 @@ def declare_deliver_actor(
     broker_state = broker_state or Availability("broker")
 
     def send(
-        delivery_ids: Sequence[str], delay_ms: int = 0, pull: str | None = None, slots: int = 0
+        delivery_ids: Sequence[str], delay_ms: int = 0, pulls: Mapping[str, int] | None = None
     ) -> None:
-        kwargs = {"pull": pull, "slots": slots} if pull is not None else {}
+        kwargs = {"pulls": dict(pulls)} if pulls else {}
         try:
             actor.send_with_options(args=tuple(delivery_ids), kwargs=kwargs, delay=delay_ms or None)
         except Exception as exc:
@@ -84,10 +85,18 @@ def declare_deliver_actor(
         else:
             broker_state.succeeded()
 
-    def deliver(*delivery_ids: str, pull: str | None = None, slots: int = 0) -> None:
+    def deliver(
+        *delivery_ids: str,
+        pulls: dict[str, int] | None = None,
+        pull: str | None = None,
+        slots: int = 0,
+    ) -> None:
+        # ``pull``/``slots``: one endpoint, as messages enqueued before ``pulls`` say it.
+        if pull is not None:
+            pulls = {**(pulls or {}), pull: slots}
         for _ in range(IN_THREAD_TRIES):
             try:
-                engine.ring(delivery_ids, pull, slots)
+                engine.ring(delivery_ids, pulls)
             except DatabaseUnavailable as exc:
                 database.failed(exc)
                 if not database.wait(OUTAGE_WAIT):
@@ -95,7 +104,7 @@ def declare_deliver_actor(
                 continue
             database.succeeded()
             return
-        send(delivery_ids, OUTAGE_RESEND_DELAY_MS, pull, slots)
+        send(delivery_ids, OUTAGE_RESEND_DELAY_MS, pulls)
 
     time_limit_ms = int((settings.lease_duration.total_seconds() + OUTAGE_WAIT + 30) * 1000)
     actor: DeliverActor = dramatiq.actor(

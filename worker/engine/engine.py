@@ -31,7 +31,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
 from datetime import timedelta
@@ -71,10 +71,13 @@ T = TypeVar("T")
 InFlight = Future[Finished] | asyncio.Future[Finished]
 """An attempt that has finished: a task of the loop, or the future of one."""
 
-Ring = Callable[[Sequence[str], int, str | None, int], None]
-"""Enqueue one message, after this many milliseconds: for these deliveries, or (an
-endpoint id and a number of slots) to pull that many of the endpoint's backlog. Never
+Ring = Callable[[Sequence[str], int, Mapping[str, int] | None], None]
+"""Enqueue one message, after this many milliseconds: for these deliveries, or (endpoint
+ids and a number of slots each) to pull that many of each endpoint's backlog. Never
 raises: a broker that cannot be reached is the caller's to report."""
+
+PULLS_PER_MESSAGE = 500
+"""Endpoints one pull message offers at most (one claim statement takes them all)."""
 
 RECORD_BATCH = 500
 """Finished attempts written in one transaction at most."""
@@ -237,30 +240,46 @@ class DeliveryEngine:
             )
             self._recording.start()
 
-    def ring(self, delivery_ids: Sequence[str], pull: str | None = None, slots: int = 0) -> None:
-        """Claim what may go of ``delivery_ids`` (or up to ``slots`` of endpoint
-        ``pull``'s backlog) and hand it to the sending loop; returns once handed over
-        (waiting first only while the loop is full). Raises
+    def ring(self, delivery_ids: Sequence[str], pulls: Mapping[str, int] | None = None) -> None:
+        """Claim what may go of ``delivery_ids`` (or, with ``pulls``, up to so many of
+        each endpoint's backlog, all in one claim) and hand it to the sending loop;
+        returns once handed over (waiting first only while the loop is full). Raises
         :class:`~worker.errors.DatabaseUnavailable` if the claim could not be made.
 
-        With less room free than ids rung, the ids that do not fit are rung again at
-        once, for any worker: a room taken by other endpoints' deliveries (say, ones
-        that never answer) must not keep this thread, and the deliveries it fetched,
-        waiting for their deadline."""
-        wanted = max(1, slots) if pull is not None else len(delivery_ids)
+        With less room free than ids rung (or slots offered), what does not fit is
+        rung again at once, for any worker: a room taken by other endpoints'
+        deliveries (say, ones that never answer) must not keep this thread, and the
+        deliveries it fetched, waiting for their deadline."""
+        wanted = sum(max(1, n) for n in pulls.values()) if pulls else len(delivery_ids)
         room = self._loop.reserve(wanted, whole=self._ring is None)
-        pulls = {pull: room} if pull is not None else None
-        rest = delivery_ids[room:] if pull is None else ()
+        granted = _share(pulls, room) if pulls else None
         try:
-            batch = self._claim(delivery_ids[:room], pulls, room, True)
+            batch = self._claim(delivery_ids[:room] if not pulls else (), granted, room, True)
         except BaseException:
             self._loop.release(room)
             raise
-        self._enqueue(rest, timedelta(0))  # after the claim: a failed one rings them all
+        # After the claim (a failed one rings them all): what did not fit.
+        if pulls:
+            self._enqueue_pulls(
+                {e: max(1, n) for e, n in pulls.items() if not (granted or {}).get(e)},
+                timedelta(0),
+            )
+        else:
+            self._enqueue(delivery_ids[room:], timedelta(0))
         self._loop.release(room - len(batch.claims))
-        if pull is not None and len(batch.claims) == room:
-            batch.saturated.add(pull)  # it had at least as many waiting: more may wait
+        if granted:
+            self._note_pulled(granted, batch)
         self._hand_over(batch, self._tracing.current())
+
+    def _note_pulled(self, granted: Mapping[str, int], batch: ClaimBatch) -> None:
+        """After a pull: an endpoint that filled every slot it was granted may have more
+        waiting (saturated); one that found fewer due than that has drained."""
+        claimed = Counter(claim.target.id for claim in batch.claims)
+        batch.saturated |= {e for e, n in granted.items() if claimed[e] >= n}
+        drained = {e for e, n in granted.items() if batch.found[e] < n}
+        if drained:
+            with self._state:
+                self._saturated -= drained
 
     def _hand_over(self, batch: ClaimBatch, parent: Any) -> None:
         held = [(i, r.retry_in) for i, r in batch.results.items() if r.retry_in is not None]
@@ -343,6 +362,7 @@ class DeliveryEngine:
             self._enqueue(released, timedelta(0))
         every = self._settings.limited_retry.total_seconds()
         here: dict[str, int] = {}
+        offers: dict[str, int] = {}
         for endpoint_id in pulls:
             with self._state:
                 offer = endpoint_id in self._saturated and (
@@ -353,11 +373,13 @@ class DeliveryEngine:
             if offer:
                 # Once per ``limited_retry`` the freed slots go to the broker instead, as
                 # a pull any worker process may take: the budget is shared out, not kept
-                # by whichever process happened to claim first.
-                self._enqueue_pull(endpoint_id, freed[endpoint_id], timedelta(0))
+                # by whichever process happened to claim first. All of this batch's
+                # offers go in one message (one claim), however many endpoints.
+                offers[endpoint_id] = freed[endpoint_id]
             else:
                 # Refill the slots just freed from the endpoint's backlog, here and now.
                 here[endpoint_id] = freed[endpoint_id]
+        self._enqueue_pulls(offers, timedelta(0))
         if here:
             self._pull_here(here)
 
@@ -368,12 +390,7 @@ class DeliveryEngine:
         room = self._loop.reserve(sum(pulls.values()), timeout=0)
         if not room:
             return
-        granted: dict[str, int] = {}
-        left = room
-        for endpoint_id, slots in pulls.items():  # what the room holds, in order
-            if left > 0:
-                granted[endpoint_id] = min(slots, left)
-                left -= granted[endpoint_id]
+        granted = _share(pulls, room)
         try:
             batch = self._claim((), granted, room, True)
         except DatabaseUnavailable as exc:
@@ -404,11 +421,15 @@ class DeliveryEngine:
 
     def _enqueue(self, delivery_ids: Sequence[str], delay: timedelta) -> None:
         if self._ring is not None and delivery_ids:
-            self._ring(list(delivery_ids), int(delay.total_seconds() * 1000), None, 0)
+            self._ring(list(delivery_ids), int(delay.total_seconds() * 1000), None)
 
-    def _enqueue_pull(self, endpoint_id: str, slots: int, delay: timedelta) -> None:
-        if self._ring is not None:
-            self._ring([], int(delay.total_seconds() * 1000), endpoint_id, slots)
+    def _enqueue_pulls(self, pulls: Mapping[str, int], delay: timedelta) -> None:
+        if self._ring is None or not pulls:
+            return
+        offered = sorted(pulls.items())
+        for start in range(0, len(offered), PULLS_PER_MESSAGE):
+            chunk = dict(offered[start : start + PULLS_PER_MESSAGE])
+            self._ring([], int(delay.total_seconds() * 1000), chunk)
 
     def close(self, timeout: float) -> None:
         """Let what is in flight finish and be recorded (up to ``timeout``), then stop."""
@@ -556,3 +577,15 @@ class DeliveryEngine:
 
 
 __all__ = ["NOT_CLAIMED", "DeliveryEngine", "NotRecorded", "Result", "group_by_delay"]
+
+
+def _share(pulls: Mapping[str, int], room: int) -> dict[str, int]:
+    """The slots each endpoint gets of ``room``, in the order offered (none with 0)."""
+    granted: dict[str, int] = {}
+    left = room
+    for endpoint_id, slots in pulls.items():
+        if left <= 0:
+            break
+        granted[endpoint_id] = min(max(1, slots), left)
+        left -= granted[endpoint_id]
+    return granted

@@ -220,3 +220,46 @@ def test_slots_freed_at_many_endpoints_are_refilled_in_one_claim(
     pulled = [e for p in pulls for e in p]
     assert len(set(pulled)) == 20 and all(s == 1 for p in pulls for s in p.values())
     engine.close(2)
+
+
+def test_slots_offered_to_other_workers_go_in_one_message_per_recording(
+    make_runtime: Callable[..., Runtime],
+    add_endpoint: Any,
+    receiver: Receiver,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Twenty endpoints of one slot each, two deliveries each: the second waits for the
+    first's slot. When the firsts are recorded, the freed slots are offered to every
+    worker through the broker — all the endpoints a recording freed in one message (one
+    claim for whoever takes it), not one message per endpoint — and taking those
+    messages delivers the rest."""
+    runtime = make_runtime(database_url)
+    for n in range(20):
+        add_endpoint(
+            runtime, receiver=receiver, path=f"/e{n}", workspace_id="ws_a", max_concurrency=1
+        )
+    publish_events(runtime, 2, "ws_a")
+    rung: list[str] = []
+    Poller(session_factory=runtime.sessions, dispatch=rung.extend).poll_once()
+    assert len(rung) == 40
+    engine = runtime.deliverer
+    records: list[int] = []
+    record = engine._recorder.record
+
+    def spy_record(session: Any, finished: Any) -> Any:
+        records.append(len(finished))
+        return record(session, finished)
+
+    monkeypatch.setattr(engine._recorder, "record", spy_record)
+    offered: list[dict[str, int]] = []
+    engine.start(lambda ids, delay_ms, pulls: offered.append(dict(pulls)) if pulls else None)
+    engine.ring(rung)
+    assert wait_until(lambda: statuses(runtime).count(DeliveryStatus.SUCCEEDED) == 20, timeout=10)
+    assert wait_until(lambda: sum(len(p) for p in offered) == 20, timeout=5), offered
+    assert len(offered) <= len(records), (offered, records)
+    assert sorted(e for p in offered for e in p) == sorted({e for p in offered for e in p})
+    for pulls in list(offered):  # another worker takes each message
+        engine.ring((), pulls)
+    assert wait_until(lambda: statuses(runtime).count(DeliveryStatus.SUCCEEDED) == 40, timeout=10)
+    engine.close(2)
