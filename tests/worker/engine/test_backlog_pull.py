@@ -1,7 +1,8 @@
 """A pull reads as many of an endpoint's deliveries as it takes, however long the
 endpoint's backlog: PostgreSQL answers it from ``ix_deliveries_backlog`` in order, with
 or without statistics on the table (a never-analysed table is what a fresh deployment,
-or one without autovacuum, has), instead of reading and sorting the whole backlog."""
+or one without autovacuum, has), and never with a generic plan (which cannot see the
+endpoint or the LIMIT), instead of reading and sorting the whole backlog."""
 
 from __future__ import annotations
 
@@ -45,6 +46,10 @@ def _explained(runtime: Runtime, pulls: dict[str, int]) -> list[dict[str, Any]]:
             assert len(found) == sum(pulls.values())  # the backlog is deep enough
             statement, parameters = sent[-1]
             cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            # Never a generic plan once psycopg has prepared the statement: that one
+            # cannot see the LIMIT or the endpoint, and reads the whole backlog.
+            cursor.execute("SHOW plan_cache_mode")
+            assert cursor.fetchone() == ("force_custom_plan",)
             cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
             (document,) = cursor.fetchone()
     finally:
