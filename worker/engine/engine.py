@@ -252,7 +252,7 @@ class DeliveryEngine:
         deliveries it fetched, waiting for their deadline."""
         wanted = sum(max(1, n) for n in pulls.values()) if pulls else len(delivery_ids)
         room = self._loop.reserve(wanted, whole=self._ring is None)
-        granted = _share(pulls, room) if pulls else None
+        granted = _share(pulls, room) if pulls else {}
         try:
             batch = self._claim(delivery_ids[:room] if not pulls else (), granted, room, True)
         except BaseException:
@@ -260,22 +260,20 @@ class DeliveryEngine:
             raise
         # After the claim (a failed one rings them all): what did not fit.
         if pulls:
-            self._enqueue_pulls(
-                {e: max(1, n) for e, n in pulls.items() if not (granted or {}).get(e)},
-                timedelta(0),
-            )
+            ungranted = {e: max(1, n) for e, n in pulls.items() if e not in granted}
+            self._enqueue_pulls(ungranted, timedelta(0))
         else:
             self._enqueue(delivery_ids[room:], timedelta(0))
         self._loop.release(room - len(batch.claims))
         if granted:
-            self._note_pulled(granted, batch)
+            # An endpoint that filled every slot it was granted may have more waiting.
+            claimed = Counter(claim.target.id for claim in batch.claims)
+            batch.saturated |= {e for e, n in granted.items() if claimed[e] >= n}
+            self._forget_drained(granted, batch)
         self._hand_over(batch, self._tracing.current())
 
-    def _note_pulled(self, granted: Mapping[str, int], batch: ClaimBatch) -> None:
-        """After a pull: an endpoint that filled every slot it was granted may have more
-        waiting (saturated); one that found fewer due than that has drained."""
-        claimed = Counter(claim.target.id for claim in batch.claims)
-        batch.saturated |= {e for e, n in granted.items() if claimed[e] >= n}
+    def _forget_drained(self, granted: Mapping[str, int], batch: ClaimBatch) -> None:
+        """An endpoint whose pull found fewer due than it was granted has drained."""
         drained = {e for e, n in granted.items() if batch.found[e] < n}
         if drained:
             with self._state:
@@ -398,10 +396,7 @@ class DeliveryEngine:
             log.warning("delivery.pull_failed", endpoints=len(granted), error=str(exc))
             return
         self._loop.release(room - len(batch.claims))
-        drained = {e for e, slots in granted.items() if batch.found[e] < slots}
-        if drained:
-            with self._state:
-                self._saturated -= drained
+        self._forget_drained(granted, batch)
         self._hand_over(batch, None)
 
     def _send_later(
@@ -576,9 +571,6 @@ class DeliveryEngine:
         return self._finish(claim, started_at, headers, result)
 
 
-__all__ = ["NOT_CLAIMED", "DeliveryEngine", "NotRecorded", "Result", "group_by_delay"]
-
-
 def _share(pulls: Mapping[str, int], room: int) -> dict[str, int]:
     """The slots each endpoint gets of ``room``, in the order offered (none with 0)."""
     granted: dict[str, int] = {}
@@ -589,3 +581,6 @@ def _share(pulls: Mapping[str, int], room: int) -> dict[str, int]:
         granted[endpoint_id] = min(max(1, slots), left)
         left -= granted[endpoint_id]
     return granted
+
+
+__all__ = ["NOT_CLAIMED", "DeliveryEngine", "NotRecorded", "Result", "group_by_delay"]

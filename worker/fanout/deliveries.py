@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from outbox import ids
-from outbox.models import Delivery, DeliveryStatus, Endpoint, Trigger
+from outbox.models import Delivery, DeliveryStatus, Trigger
 
 
 class Fanned(Protocol):
@@ -51,7 +51,7 @@ class Subscriber(Protocol):
     def disabled_reason(self) -> str | None: ...
 
 
-def skipped_note(endpoint: Subscriber | Endpoint) -> str:
+def skipped_note(endpoint: Subscriber) -> str:
     """The ``last_error`` of a delivery kept as ``skipped`` because ``endpoint`` is
     disabled."""
     return f"endpoint disabled: {endpoint.disabled_reason}"

@@ -101,7 +101,7 @@ class Poller:
                 pg = connection.dialect.name == "postgresql"
                 # Taken and marked dispatched in one statement; fanned out in id order.
                 taken = connection.execute(_take(pg), {"limit": self.batch_size, "now": now})
-                events = sorted(taken, key=lambda e: str(e.id))
+                events = sorted(taken, key=lambda e: e.id)
                 if not events:
                     return PollResult(0, 0, 0)
                 # Only a batch gets a span (an idle poller's empty polls would drown the

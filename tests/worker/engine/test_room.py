@@ -189,28 +189,19 @@ def test_slots_freed_at_many_endpoints_are_refilled_in_one_claim(
     recorder pulls every endpoint whose slot it freed, all in one claim (not one claim
     per endpoint), and each endpoint once."""
     runtime = make_runtime(database_url)
-    for n in range(20):
-        add_endpoint(runtime, receiver=receiver, path=f"/e{n}", workspace_id="ws_a")
-    publish_events(runtime, 1, "ws_a")
-    rung: list[str] = []
-    Poller(session_factory=runtime.sessions, dispatch=rung.extend).poll_once()
+    rung = _twenty_endpoints_rung(runtime, add_endpoint, receiver, events=1)
     assert len(rung) == 20
     engine = runtime.deliverer
     pulls: list[dict[str, int]] = []
-    records: list[int] = []
-    claim, record = engine._claimer.claim, engine._recorder.record
+    claim = engine._claimer.claim
 
     def spy_claim(session: Any, ids: Any, wanted: Any, room: int, leave: bool) -> Any:
         if wanted and not ids:
             pulls.append(dict(wanted))
         return claim(session, ids, wanted, room, leave)
 
-    def spy_record(session: Any, finished: Any) -> Any:
-        records.append(len(finished))
-        return record(session, finished)
-
     monkeypatch.setattr(engine._claimer, "claim", spy_claim)
-    monkeypatch.setattr(engine._recorder, "record", spy_record)
+    records = _spy_records(engine, monkeypatch)
     engine.start(lambda *args: None)
     engine.ring(rung)
     assert wait_until(lambda: statuses(runtime).count(DeliveryStatus.SUCCEEDED) == 20, timeout=10)
@@ -235,23 +226,10 @@ def test_slots_offered_to_other_workers_go_in_one_message_per_recording(
     claim for whoever takes it), not one message per endpoint — and taking those
     messages delivers the rest."""
     runtime = make_runtime(database_url)
-    for n in range(20):
-        add_endpoint(
-            runtime, receiver=receiver, path=f"/e{n}", workspace_id="ws_a", max_concurrency=1
-        )
-    publish_events(runtime, 2, "ws_a")
-    rung: list[str] = []
-    Poller(session_factory=runtime.sessions, dispatch=rung.extend).poll_once()
+    rung = _twenty_endpoints_rung(runtime, add_endpoint, receiver, events=2, max_concurrency=1)
     assert len(rung) == 40
     engine = runtime.deliverer
-    records: list[int] = []
-    record = engine._recorder.record
-
-    def spy_record(session: Any, finished: Any) -> Any:
-        records.append(len(finished))
-        return record(session, finished)
-
-    monkeypatch.setattr(engine._recorder, "record", spy_record)
+    records = _spy_records(engine, monkeypatch)
     offered: list[dict[str, int]] = []
     engine.start(lambda ids, delay_ms, pulls: offered.append(dict(pulls)) if pulls else None)
     engine.ring(rung)
@@ -263,3 +241,29 @@ def test_slots_offered_to_other_workers_go_in_one_message_per_recording(
         engine.ring((), pulls)
     assert wait_until(lambda: statuses(runtime).count(DeliveryStatus.SUCCEEDED) == 40, timeout=10)
     engine.close(2)
+
+
+def _twenty_endpoints_rung(
+    runtime: Runtime, add_endpoint: Any, receiver: Receiver, *, events: int, **endpoint: Any
+) -> list[str]:
+    """Twenty endpoints of one workspace, ``events`` published to them and fanned out:
+    the delivery ids the poller rang."""
+    for n in range(20):
+        add_endpoint(runtime, receiver=receiver, path=f"/e{n}", workspace_id="ws_a", **endpoint)
+    publish_events(runtime, events, "ws_a")
+    rung: list[str] = []
+    Poller(session_factory=runtime.sessions, dispatch=rung.extend).poll_once()
+    return rung
+
+
+def _spy_records(engine: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of each batch the engine's recorder writes, appended as it writes."""
+    records: list[int] = []
+    record = engine._recorder.record
+
+    def spy_record(session: Any, finished: Any) -> Any:
+        records.append(len(finished))
+        return record(session, finished)
+
+    monkeypatch.setattr(engine._recorder, "record", spy_record)
+    return records
