@@ -129,3 +129,14 @@ def _library(path: str) -> str:
     if path.startswith("<") or path.removesuffix(".py") in sys.stdlib_module_names:
         return "stdlib"
     return "worker" if path else "?"
+
+
+def profile_text(scenario: str, process: str, profile: Profile) -> str:
+    """The profile's top entries, for the end of the run."""
+    lines = [f"py-spy --gil, {process}, {scenario}: {profile.samples} samples"]
+    lines += ["  by library (innermost frame):"]
+    lines += [f"    {share:5.1f} %  {name}" for name, share in profile.libraries[:12]]
+    lines += ["  by function (anywhere on the stack):"]
+    lines += [f"    {share:5.1f} %  {name}" for name, share in profile.functions]
+    lines += [f"  raw stacks: {profile.raw_path}"]
+    return "\n".join(lines)

@@ -3,6 +3,7 @@ throughput alone (issue 10, target 4).
 
     CATENTIO_BENCH=1 python -m pytest tests/bench -k hanging
     CATENTIO_BENCH=1 CATENTIO_BENCH_HANG_ENDPOINTS=1,10,100 python -m pytest tests/bench -k hanging
+    CATENTIO_BENCH=1 CATENTIO_BENCH_PYSPY=5 python -m pytest tests/bench -k hanging  # profiled
 
 Three deployments in a row, each fresh (poller + workers on PostgreSQL + Redis): the
 healthy endpoint alone, then beside 1 and beside 100 hanging endpoints
@@ -25,6 +26,7 @@ import pytest
 from tests.bench.config import BenchConfig
 from tests.bench.deployment import Deployment, Group
 from tests.bench.drain import add_warm_up_endpoint, drain, warm_up
+from tests.bench.profile import Sampler, profile_text
 from tests.bench.receiver import ReceiverProcess
 from tests.bench.results import Results, record_usage
 
@@ -61,6 +63,13 @@ def test_healthy_beside_hanging(
             add_warm_up_endpoint(deployment)
             deployment.start()
             warm_up(deployment, timeout=bench_config.timeout)
+            sampler = None
+            if bench_config.pyspy > 0:
+                assert Sampler.available(), "CATENTIO_BENCH_PYSPY needs py-spy"
+                target = deployment.processes[-1]  # the last worker
+                sampler = Sampler(
+                    target.popen.pid, bench_config.pyspy, deployment.workdir / "pyspy.txt"
+                )
             window = drain(
                 deployment,
                 groups,
@@ -68,7 +77,12 @@ def test_healthy_beside_hanging(
                 expect=bench_config.hang_events,
                 timeout=bench_config.hang_window,
                 sample=lambda: {"hung": bench_receiver.stats()["hung"]},
+                on_commit=sampler.start if sampler is not None else None,
             )
+            profile = sampler.finish() if sampler is not None else None
+            if profile is not None:
+                results.detail(scenario, "pyspy", profile.__dict__)
+                results.note(profile_text(scenario, deployment.processes[-1].name, profile))
         if hanging == 0:
             assert window.finished, f"alone, only {window.delivered} delivered"
             alone = window.rate

@@ -23,7 +23,7 @@ from tests.bench.config import BenchConfig
 from tests.bench.deployment import Deployment, Group
 from tests.bench.drain import add_warm_up_endpoint, drain, warm_up
 from tests.bench.plain_loop import LoopResult, run_loop
-from tests.bench.profile import Profile, Sampler
+from tests.bench.profile import Sampler, profile_text
 from tests.bench.receiver import ReceiverProcess
 from tests.bench.results import MS, Results, record_usage
 
@@ -48,17 +48,6 @@ def plain(
     requests = sum(after["requests"].values()) - sum(before["requests"].values())
     per_request = (after["cpu"] - before["cpu"]) / requests if requests else None
     return result, per_request
-
-
-def profile_text(scenario: str, process: str, profile: Profile) -> str:
-    """The profile's top entries, for the end of the run."""
-    lines = [f"py-spy --gil, {process}, {scenario}: {profile.samples} samples"]
-    lines += ["  by library (innermost frame):"]
-    lines += [f"    {share:5.1f} %  {name}" for name, share in profile.libraries[:12]]
-    lines += ["  by function (anywhere on the stack):"]
-    lines += [f"    {share:5.1f} %  {name}" for name, share in profile.functions]
-    lines += [f"  raw stacks: {profile.raw_path}"]
-    return "\n".join(lines)
 
 
 def measure_throughput(

@@ -13,7 +13,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table
+from sqlalchemy import ARRAY, Table, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -88,19 +88,67 @@ def insert_new(session: Session, rows: Sequence[dict[str, Any]]) -> list[tuple[s
     if not rows:
         return []
     connection = session.connection()
-    statement = _insert(connection.dialect.name == "postgresql")
-    # The rows as parameters, not as a VALUES clause: one statement text, compiled once
-    # and cached, sent in pages (a VALUES clause of a thousand rows was compiled anew
-    # for every batch, about a millisecond of the poller's CPU per delivery).
-    return [(row.id, row.status) for row in connection.execute(statement, list(rows))]
+    if connection.dialect.name == "postgresql" and len(rows) >= UNNEST_FROM:
+        # One array per column, unnested by the server: one statement text whatever the
+        # number of rows (prepared once), in one round trip. SQLAlchemy's multi-row
+        # VALUES renders a new text of up to 15,000 placeholders per page, which the
+        # driver then parses again on every batch (a third of a fanning poller's CPU).
+        columns = {name: [row[name] for row in rows] for name in COLUMNS}
+        found = connection.execute(_unnest_insert(), columns)
+    else:
+        # The rows as parameters, not as a VALUES clause: one statement text, compiled
+        # once and cached, sent in pages.
+        found = connection.execute(_insert(connection.dialect.name == "postgresql"), list(rows))
+    return [(row.id, row.status) for row in found]
+
+
+D = cast(Table, Delivery.__table__)
+
+COLUMNS = (
+    "id",
+    "event_id",
+    "endpoint_id",
+    "workspace_id",
+    "event_type",
+    "status",
+    "attempt_count",
+    "cycle_attempts",
+    "next_trigger",
+    "next_attempt_at",
+    "rung_at",
+    "created_at",
+    "updated_at",
+    "completed_at",
+    "last_error",
+)
+"""The columns :func:`delivery_row` fills."""
+
+
+UNNEST_FROM = 20
+"""Rows from which PostgreSQL gets them as arrays: below, binding fifteen arrays costs
+more than the short multi-row statement (0.2 ms of a one-event poll's 1.3)."""
 
 
 @cache
 def _insert(postgres: bool) -> Any:
     dialect: Any = postgresql if postgres else sqlite
-    table = cast(Table, Delivery.__table__)
     return (
-        dialect.insert(table)
+        dialect.insert(D)
         .on_conflict_do_nothing(index_elements=["event_id", "endpoint_id"])
-        .returning(table.c.id, table.c.status)
+        .returning(D.c.id, D.c.status)
+    )
+
+
+@cache
+def _unnest_insert() -> Any:
+    arrays = (
+        func.unnest(*(bindparam(name, type_=ARRAY(D.c[name].type)) for name in COLUMNS))
+        .table_valued(*COLUMNS)
+        .render_derived()
+    )
+    return (
+        postgresql.insert(D)
+        .from_select(COLUMNS, select(*(arrays.c[name] for name in COLUMNS)))
+        .on_conflict_do_nothing(index_elements=["event_id", "endpoint_id"])
+        .returning(D.c.id, D.c.status)
     )

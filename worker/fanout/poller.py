@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -19,7 +19,9 @@ from functools import cache
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import Table, bindparam, or_, select, update
+from sqlalchemy import Table, bindparam, false, null, or_, select, true, union_all, update
+from sqlalchemy import cast as cast_
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -30,7 +32,7 @@ from worker.availability import Availability, first_line
 from worker.endpoints.filters import matches_any
 from worker.endpoints.predicate import accepting
 from worker.engine.claim import ids_in
-from worker.fanout.deliveries import delivery_row, insert_new
+from worker.fanout.deliveries import Fanned, delivery_row, insert_new
 from worker.fanout.wakeup import Wakeup
 from worker.ops.retention import Retention
 from worker.policy.notices import notice_subject
@@ -99,9 +101,7 @@ class Poller:
                 lock_for_write(session)
                 connection = session.connection()
                 pg = connection.dialect.name == "postgresql"
-                # Taken and marked dispatched in one statement; fanned out in id order.
-                taken = connection.execute(_take(pg), {"limit": self.batch_size, "now": now})
-                events = sorted(taken, key=lambda e: e.id)
+                events, subscribers = _taken(connection, pg, self.batch_size, now)
                 if not events:
                     return PollResult(0, 0, 0)
                 # Only a batch gets a span (an idle poller's empty polls would drown the
@@ -116,24 +116,11 @@ class Poller:
                     )
                 )
                 span.set_attribute("catentio.event.ids", [e.id for e in events])
-                by_workspace: dict[str, list[Any]] = defaultdict(list)
-                for endpoint in connection.execute(
-                    _subscribers(pg), {"ids": sorted({e.workspace_id for e in events})}
-                ):
-                    by_workspace[endpoint.workspace_id].append(endpoint)
+                subscribed = Subscribed(subscribers)
                 rows = [
                     delivery_row(event, endpoint, now)
                     for event in events
-                    for endpoint in accepting(
-                        [
-                            e
-                            for e in by_workspace.get(event.workspace_id, ())
-                            if matches_any(e.event_types, event.type)
-                            # An operational event never goes to the endpoint it is about.
-                            and e.id != notice_subject(event)
-                        ],
-                        event,
-                    )
+                    for endpoint in accepting(subscribed(event), event)
                 ]
                 created = insert_new(session, rows)
             self.metrics.poll_batch(len(events))
@@ -302,6 +289,34 @@ class Poller:
         self.broker.succeeded()
 
 
+class Subscribed:
+    """The endpoints an event of a batch goes to, before payload filters: those of its
+    workspace whose type filters match it, but the one an operational event is about.
+
+    The type filters are matched once per (workspace, event type) of the batch, not once
+    per event: a batch of one type, in a workspace of a hundred endpoints, costs a
+    hundred matches rather than a hundred per event."""
+
+    def __init__(self, endpoints: Iterable[Any]) -> None:
+        self._by_workspace: dict[str, list[Any]] = defaultdict(list)
+        for endpoint in endpoints:
+            self._by_workspace[endpoint.workspace_id].append(endpoint)
+        self._matching: dict[tuple[str, str], list[Any]] = {}
+
+    def __call__(self, event: Fanned) -> list[Any]:
+        key = (event.workspace_id, event.type)
+        matching = self._matching.get(key)
+        if matching is None:
+            matching = self._matching[key] = [
+                e
+                for e in self._by_workspace.get(event.workspace_id, ())
+                if matches_any(e.event_types, event.type)
+            ]
+        about = notice_subject(event)
+        # An operational event never goes to the endpoint it is about.
+        return matching if about is None else [e for e in matching if e.id != about]
+
+
 EV = cast(Table, Event.__table__)
 E = cast(Table, Endpoint.__table__)
 
@@ -327,9 +342,70 @@ def _take(postgres: bool) -> Any:
     )
 
 
+def _taken(
+    connection: Connection, postgres: bool, limit: int, now: datetime
+) -> tuple[list[Any], list[Any]]:
+    """Take up to ``limit`` waiting events (marking them dispatched) and read the
+    endpoints of their workspaces: both in id order. On PostgreSQL in one statement
+    (one round trip, a third of the poller's at a low rate); on SQLite in two."""
+    params = {"limit": limit, "now": now}
+    events: Sequence[Any]
+    subscribers: Sequence[Any]
+    if postgres:
+        rows = connection.execute(_taken_with_subscribers(), params).all()
+        events = [row for row in rows if row.is_event]
+        subscribers = [row for row in rows if not row.is_event]
+    else:
+        events = connection.execute(_take(False), params).all()
+        if not events:
+            return [], []
+        subscribers = connection.execute(
+            _subscribers(False), {"ids": sorted({e.workspace_id for e in events})}
+        ).all()
+    return sorted(events, key=_id), sorted(subscribers, key=_id)
+
+
+def _id(row: Any) -> str:
+    return cast(str, row.id)
+
+
+@cache
+def _taken_with_subscribers() -> Any:
+    """PostgreSQL: :func:`_take` and the endpoints of the taken events' workspaces in one
+    statement. The UPDATE runs once, as a CTE; its rows and the endpoints' come back as
+    one list, told apart by ``is_event``, each kind's other columns NULL."""
+    taken = _take(True).cte("taken")
+    events = select(
+        true().label("is_event"),
+        taken.c.id,
+        taken.c.workspace_id,
+        taken.c.type,
+        taken.c.body,
+        taken.c.trace_context,
+        cast_(null(), E.c.event_types.type).label("event_types"),
+        cast_(null(), E.c.filter.type).label("filter"),
+        cast_(null(), E.c.enabled.type).label("enabled"),
+        cast_(null(), E.c.disabled_reason.type).label("disabled_reason"),
+    )
+    subscribers = select(
+        false(),
+        E.c.id,
+        E.c.workspace_id,
+        cast_(null(), EV.c.type.type),
+        cast_(null(), EV.c.body.type),
+        cast_(null(), EV.c.trace_context.type),
+        E.c.event_types,
+        E.c.filter,
+        E.c.enabled,
+        E.c.disabled_reason,
+    ).where(E.c.workspace_id.in_(select(taken.c.workspace_id)))
+    return union_all(events, subscribers)
+
+
 @cache
 def _subscribers(postgres: bool) -> Any:
-    """The endpoints of the workspaces bound as ``ids``, with what fan-out reads."""
+    """The endpoints of the workspaces bound as ``ids``, with what fan-out reads (on
+    PostgreSQL :func:`_taken_with_subscribers` reads them with the events)."""
     return (
         select(
             E.c.id,

@@ -8,13 +8,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from outbox import Delivery, DeliveryStatus, Endpoint, Event, publish
 from outbox.database import make_session_factory
 from tests.support.clock import ManualClock
 from tests.support.services import engine_for
 from worker.endpoints.filters import filter_matches
+from worker.fanout.deliveries import UNNEST_FROM
 from worker.fanout.poller import Poller
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -120,6 +121,88 @@ def test_fan_out_by_workspace_and_filter(sessions: Any) -> None:
     assert not any(p[0] == lonely.id for p in pairs)
     assert waiting == 0
     assert len(recorder.ids) == 4 and seen_committed == [4]
+
+
+def test_a_poll_takes_its_events_and_their_subscribers_in_one_statement(sessions: Any) -> None:
+    """On PostgreSQL taking a batch and reading its workspaces' endpoints is one round
+    trip (then the INSERT); SQLite, which has no UPDATE inside a CTE, takes two. Events
+    of several workspaces each reach their own workspace's endpoints."""
+    with sessions() as session, session.begin():
+        endpoint(session, "ep_b2", "ws_b", ["*"])
+        endpoint(session, "ep_b1", "ws_b", ["run.*"])
+        endpoint(session, "ep_a", "ws_a", ["*"])
+        endpoint(session, "ep_idle", "ws_idle", ["*"])
+        published = [
+            publish(session, workspace_id=ws, type="run.succeeded", data={"n": n})
+            for n, ws in enumerate(["ws_b", "ws_a", "ws_b", "ws_none"])
+        ]
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    engine = sessions.kw["bind"]
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        recorder = Recorder()
+        result = Poller(session_factory=sessions, dispatch=recorder).poll_once()
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    postgres = engine.dialect.name == "postgresql"
+    assert statements == (
+        ["WITH", "INSERT"] if postgres else ["BEGIN", "UPDATE", "SELECT", "INSERT"]
+    )
+    assert (result.events, result.deliveries) == (4, 5)
+    with sessions() as session:
+        made = session.execute(
+            select(Delivery.event_id, Delivery.endpoint_id).order_by(
+                Delivery.created_at, Delivery.id
+            )
+        ).all()
+    by_event = {e.id: sorted(ep for ev, ep in made if ev == e.id) for e in published}
+    assert list(by_event.values()) == [["ep_b1", "ep_b2"], ["ep_a"], ["ep_b1", "ep_b2"], []]
+    assert len(recorder.ids) == 5
+
+
+def test_a_wide_fan_out_is_inserted_whole_with_every_column(sessions: Any) -> None:
+    """One event to 30 endpoints (PostgreSQL binds them as arrays from
+    ``UNNEST_FROM`` rows on): one INSERT, every row as ``delivery_row`` made it, the
+    disabled endpoint's kept as skipped with its note."""
+    with sessions() as session, session.begin():
+        for i in range(29):
+            endpoint(session, f"ep_{i:02d}", "ws_wide", ["run.*"])
+        endpoint(session, "ep_off", "ws_wide", ["*"], enabled=False)
+        event_id = publish(session, workspace_id="ws_wide", type="run.failed", data={}).id
+    assert UNNEST_FROM <= 30
+    inserts: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("INSERT"):
+            inserts.append(statement)
+
+    engine = sessions.kw["bind"]
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        result = Poller(
+            session_factory=sessions, dispatch=Recorder(), clock=ManualClock(T0)
+        ).poll_once()
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert (result.deliveries, result.skipped) == (29, 1) and len(inserts) == 1
+    assert ("unnest" in inserts[0]) is (engine.dialect.name == "postgresql")
+    with sessions() as session:
+        rows = {d.endpoint_id: d for d in session.scalars(select(Delivery))}
+    assert len(rows) == 30
+    for endpoint_id, d in rows.items():
+        assert (d.event_id, d.workspace_id, d.event_type) == (event_id, "ws_wide", "run.failed")
+        assert (d.attempt_count, d.cycle_attempts, d.next_trigger) == (0, 0, "scheduled")
+        assert d.created_at == d.updated_at == T0
+        if endpoint_id == "ep_off":
+            assert d.status == "skipped" and d.next_attempt_at is None and d.rung_at is None
+            assert d.completed_at == T0 and d.last_error == "endpoint disabled: by test"
+        else:
+            assert d.status == "pending" and d.next_attempt_at == d.rung_at == T0
+            assert d.completed_at is None and d.last_error is None
 
 
 def test_poll_with_nothing_waiting_dispatches_nothing(sessions: Any) -> None:
