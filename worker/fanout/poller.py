@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from outbox.clock import Clock, utcnow
-from outbox.database import is_outage, lock_for_write, skip_locked
+from outbox.database import is_outage, lock_for_write
 from outbox.models import Delivery, DeliveryStatus, Endpoint, Event
 from worker.availability import Availability, first_line
 from worker.endpoints.filters import matches_any
@@ -171,43 +171,13 @@ class Poller:
                 # Strictly before: a ring made at the moment it was seen empty (this
                 # very sweep's) came after the look.
                 quiet_since = min(quiet_since, self._drained_at - timedelta(microseconds=1))
-        busy = aliased(Delivery)
-        in_flight = (
-            select(busy.id)
-            .where(
-                busy.endpoint_id == Delivery.endpoint_id,
-                busy.lease_until.is_not(None),
-                busy.lease_until > now,
-            )
-            .exists()
-        )
-        served = (
-            select(Endpoint.id)
-            .where(
-                Endpoint.id == Delivery.endpoint_id,
-                or_(
-                    Endpoint.last_success_at > active_since,
-                    Endpoint.last_failure_at > active_since,
-                ),
-            )
-            .exists()
-        )
         with self.session_factory() as session, session.begin():
             lock_for_write(session)
-            query = (
-                select(Delivery.id)
-                .where(
-                    Delivery.status == DeliveryStatus.PENDING,
-                    Delivery.next_attempt_at <= quiet_since,
-                    or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
-                    or_(Delivery.rung_at.is_(None), Delivery.rung_at <= quiet_since),
-                    ~in_flight,
-                    ~served,
-                )
-                .order_by(Delivery.next_attempt_at)
-                .limit(limit)
-            )
-            due = list(session.scalars(skip_locked(session, query)))
+            if session.get_bind().dialect.name == "postgresql":
+                query = _sweep_by_endpoint(now, quiet_since, active_since, limit)
+            else:
+                query = _sweep(now, quiet_since, active_since, limit)
+            due = list(session.scalars(query))
             if due:
                 session.execute(update(Delivery).where(Delivery.id.in_(due)).values(rung_at=now))
         if due:
@@ -315,6 +285,92 @@ class Subscribed:
         about = notice_subject(event)
         # An operational event never goes to the endpoint it is about.
         return matching if about is None else [e for e in matching if e.id != about]
+
+
+def _sweep(now: datetime, quiet_since: datetime, active_since: datetime, limit: int) -> Any:
+    """SQLite: the deliveries the sweeper rings again (see :meth:`Poller.sweep_once`),
+    oldest due first; the transaction's write lock keeps two sweeps apart."""
+    busy = aliased(Delivery)
+    in_flight = (
+        select(busy.id)
+        .where(
+            busy.endpoint_id == Delivery.endpoint_id,
+            busy.lease_until.is_not(None),
+            busy.lease_until > now,
+        )
+        .exists()
+    )
+    served = (
+        select(Endpoint.id)
+        .where(
+            Endpoint.id == Delivery.endpoint_id,
+            or_(
+                Endpoint.last_success_at > active_since,
+                Endpoint.last_failure_at > active_since,
+            ),
+        )
+        .exists()
+    )
+    return (
+        select(Delivery.id)
+        .where(*_forgotten(now, quiet_since), ~in_flight, ~served)
+        .order_by(Delivery.next_attempt_at)
+        .limit(limit)
+    )
+
+
+def _sweep_by_endpoint(
+    now: datetime, quiet_since: datetime, active_since: datetime, limit: int
+) -> Any:
+    """PostgreSQL: the same deliveries as :func:`_sweep`, found endpoint by endpoint.
+
+    The endpoint's conditions (nothing in flight, no attempt recorded lately) are decided
+    first, once per endpoint, and only the endpoints left have their oldest due
+    deliveries read, from ``ix_deliveries_backlog`` (at most ``limit`` each, locked with
+    ``SKIP LOCKED``). Asking them of every pending delivery instead read an endpoint's
+    whole backlog on every sweep while its worker drained it (100,000 rows, a second of
+    the server's CPU each time)."""
+    busy = aliased(Delivery)
+    in_flight = (
+        select(busy.id)
+        .where(
+            busy.endpoint_id == Endpoint.id,
+            busy.lease_until.is_not(None),
+            busy.lease_until > now,
+        )
+        .exists()
+    )
+    due = (
+        select(Delivery.id, Delivery.next_attempt_at)
+        .where(Delivery.endpoint_id == Endpoint.id, *_forgotten(now, quiet_since))
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .lateral("due")
+    )
+    return (
+        select(due.c.id)
+        .select_from(Endpoint)
+        .join(due, true())
+        .where(
+            ~in_flight,
+            or_(Endpoint.last_success_at.is_(None), Endpoint.last_success_at <= active_since),
+            or_(Endpoint.last_failure_at.is_(None), Endpoint.last_failure_at <= active_since),
+        )
+        .order_by(due.c.next_attempt_at)
+        .limit(limit)
+    )
+
+
+def _forgotten(now: datetime, quiet_since: datetime) -> tuple[Any, ...]:
+    """A delivery's own conditions to be rung again: pending, due since before
+    ``quiet_since``, unleased, and not rung since then."""
+    return (
+        Delivery.status == DeliveryStatus.PENDING,
+        Delivery.next_attempt_at <= quiet_since,
+        or_(Delivery.lease_until.is_(None), Delivery.lease_until < now),
+        or_(Delivery.rung_at.is_(None), Delivery.rung_at <= quiet_since),
+    )
 
 
 EV = cast(Table, Event.__table__)

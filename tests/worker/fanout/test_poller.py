@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, text, update
 
 from outbox import Delivery, DeliveryStatus, Endpoint, Event, publish
 from outbox.database import make_session_factory
@@ -413,3 +414,69 @@ def test_the_sweeper_leaves_an_endpoint_served_a_moment_ago(sessions: Any) -> No
         assert poller.sweep_once() == 0, stamp
     clock.now += timedelta(seconds=30)
     assert poller.sweep_once() == 1 and len(recorder.ids) == 1
+
+
+def test_a_sweep_reads_nothing_of_a_backlog_its_worker_is_draining(postgres_url: str) -> None:
+    """PostgreSQL: the endpoint's conditions are decided before its deliveries are read,
+    so a sweep beside a long backlog whose endpoint has a delivery in flight rings only
+    the quiet endpoint's forgotten ones, and no step of its plan reads more rows than
+    that (asked of every pending delivery, it read the whole backlog on every sweep)."""
+    from outbox.migrate import upgrade
+
+    engine = engine_for(postgres_url)
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    backlog = 2000
+    clock = ManualClock(T0)
+    try:
+        with sessions() as session, session.begin():
+            endpoint(session, "ep_busy", "ws_a", ["busy"])
+            endpoint(session, "ep_quiet", "ws_a", ["quiet"])
+            for n in range(backlog):
+                publish(session, workspace_id="ws_a", type="busy", data={"n": n}, clock=clock)
+            for n in range(3):
+                publish(session, workspace_id="ws_a", type="quiet", data={"n": n}, clock=clock)
+        poller = Poller(session_factory=sessions, dispatch=Recorder(), clock=clock, batch_size=500)
+        while poller.poll_once().events:
+            pass
+        with sessions() as session, session.begin():
+            first = select(func.min(Delivery.id)).where(Delivery.endpoint_id == "ep_busy")
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id == first.scalar_subquery())
+                .values(lease_until=T0 + timedelta(hours=2))
+            )
+            of_quiet = select(Delivery.id).where(Delivery.endpoint_id == "ep_quiet")
+            quiet = set(session.scalars(of_quiet))
+            session.execute(text("ANALYZE deliveries"))
+        clock.now = T0 + timedelta(hours=1)
+        sent: list[tuple[str, Any]] = []
+
+        def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+            if statement.startswith("SELECT"):
+                sent.append((statement, parameters))
+
+        event.listen(engine, "before_cursor_execute", capture)
+        try:
+            recorder = Recorder()
+            poller = Poller(session_factory=sessions, dispatch=recorder, clock=clock)
+            assert poller.sweep_once() == 3
+        finally:
+            event.remove(engine, "before_cursor_execute", capture)
+        assert set(recorder.ids) == quiet
+        statement, parameters = sent[-1]
+        with engine.begin() as connection:
+            cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
+            (document,) = cursor.fetchone()
+        plan = document if isinstance(document, list) else json.loads(document)
+
+        def nodes(node: dict[str, Any]) -> Any:
+            yield node
+            for child in node.get("Plans", ()):
+                yield from nodes(child)
+
+        read = max(n["Actual Rows"] * n["Actual Loops"] for n in nodes(plan[0]["Plan"]))
+        assert read <= 10, json.dumps(plan, indent=1)
+    finally:
+        engine.dispose()
