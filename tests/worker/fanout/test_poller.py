@@ -468,7 +468,9 @@ def test_a_sweep_reads_nothing_of_a_backlog_its_worker_is_draining(postgres_url:
         with engine.begin() as connection:
             cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
-            (document,) = cursor.fetchone()
+            row = cursor.fetchone()
+        assert row is not None
+        (document,) = row
         plan = document if isinstance(document, list) else json.loads(document)
 
         def nodes(node: dict[str, Any]) -> Any:
@@ -480,3 +482,18 @@ def test_a_sweep_reads_nothing_of_a_backlog_its_worker_is_draining(postgres_url:
         assert read <= 10, json.dumps(plan, indent=1)
     finally:
         engine.dispose()
+
+
+def test_the_array_insert_names_every_column_a_new_delivery_has() -> None:
+    """``COLUMNS`` (the PostgreSQL array insert's) and ``delivery_row`` agree, so no
+    column is dropped on the way in, for a pending and a skipped delivery alike."""
+    from types import SimpleNamespace
+
+    from worker.fanout.deliveries import COLUMNS, delivery_row
+
+    event = SimpleNamespace(id="evt_1", workspace_id="ws", type="run.failed", body="{}")
+    for enabled in (True, False):
+        target = SimpleNamespace(
+            id="ep_1", event_types=["*"], filter=None, enabled=enabled, disabled_reason="x"
+        )
+        assert sorted(delivery_row(event, target, T0)) == sorted(COLUMNS)
