@@ -290,16 +290,7 @@ class Subscribed:
 def _sweep(now: datetime, quiet_since: datetime, active_since: datetime, limit: int) -> Any:
     """SQLite: the deliveries the sweeper rings again (see :meth:`Poller.sweep_once`),
     oldest due first; the transaction's write lock keeps two sweeps apart."""
-    busy = aliased(Delivery)
-    in_flight = (
-        select(busy.id)
-        .where(
-            busy.endpoint_id == Delivery.endpoint_id,
-            busy.lease_until.is_not(None),
-            busy.lease_until > now,
-        )
-        .exists()
-    )
+    in_flight = _in_flight(Delivery.endpoint_id, now)
     served = (
         select(Endpoint.id)
         .where(
@@ -330,16 +321,7 @@ def _sweep_by_endpoint(
     ``SKIP LOCKED``). Asking them of every pending delivery instead read an endpoint's
     whole backlog on every sweep while its worker drained it (100,000 rows, a second of
     the server's CPU each time)."""
-    busy = aliased(Delivery)
-    in_flight = (
-        select(busy.id)
-        .where(
-            busy.endpoint_id == Endpoint.id,
-            busy.lease_until.is_not(None),
-            busy.lease_until > now,
-        )
-        .exists()
-    )
+    in_flight = _in_flight(Endpoint.id, now)
     due = (
         select(Delivery.id, Delivery.next_attempt_at)
         .where(Delivery.endpoint_id == Endpoint.id, *_forgotten(now, quiet_since))
@@ -359,6 +341,20 @@ def _sweep_by_endpoint(
         )
         .order_by(due.c.next_attempt_at)
         .limit(limit)
+    )
+
+
+def _in_flight(endpoint_id: Any, now: datetime) -> Any:
+    """Whether the endpoint ``endpoint_id`` names has a delivery under a live lease."""
+    busy = aliased(Delivery)
+    return (
+        select(busy.id)
+        .where(
+            busy.endpoint_id == endpoint_id,
+            busy.lease_until.is_not(None),
+            busy.lease_until > now,
+        )
+        .exists()
     )
 
 
@@ -416,7 +412,7 @@ def _taken(
         if not events:
             return [], []
         subscribers = connection.execute(
-            _subscribers(False), {"ids": sorted({e.workspace_id for e in events})}
+            _subscribers(), {"ids": sorted({e.workspace_id for e in events})}
         ).all()
     return sorted(events, key=_id), sorted(subscribers, key=_id)
 
@@ -459,18 +455,14 @@ def _taken_with_subscribers() -> Any:
 
 
 @cache
-def _subscribers(postgres: bool) -> Any:
-    """The endpoints of the workspaces bound as ``ids``, with what fan-out reads (on
-    PostgreSQL :func:`_taken_with_subscribers` reads them with the events)."""
-    return (
-        select(
-            E.c.id,
-            E.c.workspace_id,
-            E.c.event_types,
-            E.c.filter,
-            E.c.enabled,
-            E.c.disabled_reason,
-        )
-        .where(ids_in(E.c.workspace_id, postgres))
-        .order_by(E.c.id)
-    )
+def _subscribers() -> Any:
+    """SQLite: the endpoints of the workspaces bound as ``ids``, with what fan-out reads
+    (on PostgreSQL :func:`_taken_with_subscribers` reads them with the events)."""
+    return select(
+        E.c.id,
+        E.c.workspace_id,
+        E.c.event_types,
+        E.c.filter,
+        E.c.enabled,
+        E.c.disabled_reason,
+    ).where(ids_in(E.c.workspace_id, False))
