@@ -201,15 +201,37 @@ def _backlogs() -> Any:
     )
 
 
-_BUSY = (
-    select(func.count())
-    .where(
-        D.c.endpoint_id == E.c.id,
-        D.c.lease_until.is_not(None),
-        D.c.lease_until > bindparam("now"),
-    )
-    .scalar_subquery()
+_LIVE_LEASE = (
+    D.c.endpoint_id == E.c.id,
+    D.c.lease_until.is_not(None),
+    D.c.lease_until > bindparam("now"),
 )
+
+
+def _busy(postgres: bool) -> Any:
+    """The endpoint's deliveries under a live lease, as the claim compares them with its
+    concurrency limit.
+
+    On PostgreSQL, counted newest lease first and no further than the limit (bound as
+    ``limit``, the default for an endpoint without its own): the same budget, since a
+    count at the limit leaves none either way. ``ix_deliveries_in_flight`` also holds the
+    entries of every delivery leased within a lease's length and recorded since the last
+    vacuum (their rows' dead versions), in front of the live ones. Counted whole, the
+    planner took a bitmap scan, which visits each of those rows on every claim (45,000
+    of them, 5 ms a claim, while a backlog drained at a thousand a second); read in
+    index order the scan marks them dead once and steps over them after, and an
+    endpoint at its limit (the draining one) stops at its newest leases."""
+    if not postgres:
+        return select(func.count()).where(*_LIVE_LEASE).scalar_subquery()
+    live = (
+        select(D.c.id)
+        .where(*_LIVE_LEASE)
+        .order_by(D.c.lease_until.desc())
+        .limit(func.coalesce(E.c.max_concurrency, bindparam("limit")))
+        .correlate(E)
+        .subquery("live")
+    )
+    return select(func.count()).select_from(live).scalar_subquery()
 
 
 @cache
@@ -227,7 +249,7 @@ def _endpoints(postgres: bool) -> Any:
         E.c.failing_since,
         E.c.probe_delivery_id,
         E.c.ordering,
-        _BUSY.label("busy"),
+        _busy(postgres).label("busy"),
     ).where(ids_in(E.c.id, postgres))
 
 
@@ -332,7 +354,10 @@ class Claimer:
             )
         endpoints = {
             row.id: row
-            for row in connection.execute(_endpoints(pg), {"ids": endpoint_ids, "now": now})
+            for row in connection.execute(
+                _endpoints(pg),
+                {"ids": endpoint_ids, "now": now, "limit": self._settings.max_concurrency},
+            )
         }
         token = secrets.token_hex(16)
         lease: list[str] = []

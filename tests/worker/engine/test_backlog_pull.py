@@ -7,6 +7,7 @@ endpoint or the LIMIT), instead of reading and sorting the whole backlog."""
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -18,7 +19,9 @@ from outbox import Delivery, publish
 from outbox.clock import utcnow
 from worker.engine.claim import Claimer
 from worker.fanout.poller import Poller
+from worker.policy.admission import Admission
 from worker.runtime import Runtime
+from worker.telemetry.metrics import NO_METRICS
 
 BACKLOG = 2000
 SLOTS = 40
@@ -101,3 +104,83 @@ def test_a_pull_reads_only_what_it_takes_of_a_long_backlog(
     assert touched <= SLOTS * endpoints, [(n["Node Type"], n.get("Actual Rows")) for n in nodes]
     scans = {node.get("Index Name") for node in nodes if "Scan" in node["Node Type"]}
     assert "ix_deliveries_backlog" in scans
+
+
+FINISHED = 5000
+LIMIT = 4
+
+
+@pytest.mark.parametrize("statistics", [False, True], ids=["never-analysed", "analysed"])
+@pytest.mark.parametrize("live", [3, 6], ids=["under-its-limit", "over-its-limit"])
+def test_a_claim_counts_live_leases_without_revisiting_finished_ones(
+    statistics: bool,
+    live: int,
+    postgres_url: str,
+    make_runtime: Callable[..., Runtime],
+    add_endpoint: Callable[..., Any],
+) -> None:
+    """Five thousand deliveries leased and then recorded within a lease's length leave
+    their dead versions in ``ix_deliveries_in_flight`` beside the live leases (until a
+    vacuum). The claim's count of live leases sees only the live ones, no further than
+    the endpoint's limit, and does not read the finished deliveries' rows again: no
+    bitmap scan (which visits every one of them on every claim), a few pages in all."""
+    runtime = make_runtime(postgres_url, poll_batch_size=FINISHED + 1)
+    add_endpoint(runtime, max_concurrency=LIMIT)
+    with runtime.sessions() as session, session.begin():
+        for n in range(FINISHED + live + 1):
+            publish(session, workspace_id="ws_a", type="run.succeeded", data={"n": n})
+    poller = Poller(runtime.sessions, dispatch=lambda ids: None)
+    while poller.poll_once().events:
+        pass
+    now = utcnow()
+    with runtime.sessions() as session, session.begin():
+        table = Delivery.__table__
+        ids = session.scalars(
+            table.select().with_only_columns(table.c.id).order_by(table.c.id)  # type: ignore[attr-defined]
+        ).all()
+        leased, waiting = ids[:-1], ids[-1]
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(leased))
+            .values(lease_until=now + timedelta(seconds=45), lease_token="t")
+        )
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(leased[:FINISHED]))
+            .values(status="succeeded", lease_until=None, lease_token=None, completed_at=now)
+        )
+    if statistics:
+        with runtime.engine.begin() as connection:
+            connection.exec_driver_sql("ANALYZE deliveries")
+
+    sent: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append((statement, parameters))
+
+    claimer = Claimer(
+        runtime.settings, Admission(runtime.settings, random.Random(1)), utcnow, NO_METRICS
+    )
+    event.listen(runtime.engine, "before_cursor_execute", capture)
+    try:
+        with runtime.sessions() as session:
+            batch = claimer.claim(session, [waiting], None, 100, False)
+            session.rollback()  # so that the count below sees what the claim saw
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", capture)
+    # Under its limit the waiting delivery is leased; at it, held for concurrency.
+    assert [c.delivery_id for c in batch.claims] == ([waiting] if live < LIMIT else [])
+    (statement, parameters), *_ = [s for s in sent if " AS busy" in s[0]]
+    with runtime.engine.begin() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute(statement, parameters)
+        busy = cursor.fetchone()[-1]  # type: ignore[index]
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, parameters)
+        (document,) = cursor.fetchone()  # type: ignore[misc]
+    plan = (document if isinstance(document, list) else json.loads(document))[0]["Plan"]
+    assert busy == min(live, LIMIT)
+    nodes = list(_nodes(plan))
+    assert not [n for n in nodes if "Bitmap" in n["Node Type"]], json.dumps(plan, indent=1)
+    assert plan["Shared Hit Blocks"] + plan.get("Shared Read Blocks", 0) <= 20, json.dumps(
+        plan, indent=1
+    )
