@@ -484,6 +484,65 @@ def test_a_sweep_reads_nothing_of_a_backlog_its_worker_is_draining(postgres_url:
         engine.dispose()
 
 
+def test_a_poll_behind_a_long_outbox_takes_its_batch_in_id_order(postgres_url: str) -> None:
+    """PostgreSQL, events never analysed (a fresh deployment, or one without
+    autovacuum): once a poll has taken a full batch, the next takes the oldest waiting
+    events from ``ix_events_waiting`` in id order and reads no more of them than its
+    batch. The planner's own choice there reads and sorts every waiting event on every
+    poll (a cost per poll that grows with the outbox). A poll that is not behind sends
+    nothing more than its two statements."""
+    from outbox.migrate import upgrade
+
+    engine = engine_for(postgres_url)
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    batch, waiting = 100, 3000
+    try:
+        with sessions() as session, session.begin():
+            endpoint(session, "ep_a", "ws_a", ["*"])
+            for n in range(waiting):
+                publish(session, workspace_id="ws_a", type="run.succeeded", data={"n": n})
+        poller = Poller(session_factory=sessions, dispatch=Recorder(), batch_size=batch)
+        sent: list[tuple[str, Any]] = []
+
+        def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+            sent.append((statement, parameters))
+
+        event.listen(engine, "before_cursor_execute", capture)
+        try:
+            assert poller.poll_once().events == batch
+            first = len(sent)
+            assert poller.poll_once().events == batch
+        finally:
+            event.remove(engine, "before_cursor_execute", capture)
+        assert [s.split()[0] for s, _ in sent[:first]] == ["WITH", "INSERT"]
+        behind = sent[first:]
+        assert [s.split()[0] for s, _ in behind] == ["SET", "WITH", "INSERT"]
+        with engine.connect() as connection:
+            cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            (setting, _), (take, parameters), _ = behind
+            cursor.execute(setting)
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + take, parameters)
+            row = cursor.fetchone()
+            connection.rollback()
+        assert row is not None
+        (document,) = row
+        plan = document if isinstance(document, list) else json.loads(document)
+
+        def nodes(node: dict[str, Any]) -> Any:
+            yield node
+            for child in node.get("Plans", ()):
+                yield from nodes(child)
+
+        read = max(n["Actual Rows"] * n["Actual Loops"] for n in nodes(plan[0]["Plan"]))
+        assert read <= batch + 1, json.dumps(plan, indent=1)  # its events and the endpoint
+        with sessions() as session:
+            left = session.scalar(select(func.count()).where(Event.dispatched_at.is_(None)))
+        assert left == waiting - 2 * batch
+    finally:
+        engine.dispose()
+
+
 def test_the_array_insert_names_every_column_a_new_delivery_has() -> None:
     """``COLUMNS`` (the PostgreSQL array insert's) and ``delivery_row`` agree, so no
     column is dropped on the way in, for a pending and a skipped delivery alike."""
