@@ -69,6 +69,7 @@ from worker.fanout.deliveries import skipped_note
 from worker.http.errors import InternalFailure
 from worker.policy import admission
 from worker.policy.admission import Admission, Hold
+from worker.policy.limits import live_lease
 from worker.settings import Settings
 from worker.telemetry.metrics import Metrics
 
@@ -201,11 +202,7 @@ def _backlogs() -> Any:
     )
 
 
-_LIVE_LEASE = (
-    D.c.endpoint_id == E.c.id,
-    D.c.lease_until.is_not(None),
-    D.c.lease_until > bindparam("now"),
-)
+_LIVE_LEASE = live_lease(D.c, E.c.id, bindparam("now"))
 
 
 def _busy(postgres: bool) -> Any:

@@ -35,6 +35,7 @@ from worker.engine.claim import ids_in
 from worker.fanout.deliveries import Fanned, delivery_row, insert_new
 from worker.fanout.wakeup import Wakeup
 from worker.ops.retention import Retention
+from worker.policy.limits import live_lease
 from worker.policy.notices import notice_subject
 from worker.settings import (
     DEFAULT_POLL_BATCH_SIZE,
@@ -364,15 +365,7 @@ def _sweep_by_endpoint(
 def _in_flight(endpoint_id: Any, now: datetime) -> Any:
     """Whether the endpoint ``endpoint_id`` names has a delivery under a live lease."""
     busy = aliased(Delivery)
-    return (
-        select(busy.id)
-        .where(
-            busy.endpoint_id == endpoint_id,
-            busy.lease_until.is_not(None),
-            busy.lease_until > now,
-        )
-        .exists()
-    )
+    return select(busy.id).where(*live_lease(busy, endpoint_id, now)).exists()
 
 
 def _forgotten(now: datetime, quiet_since: datetime) -> tuple[Any, ...]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -43,17 +44,23 @@ def check_rate_limit(rate: float, *, what: str = "rate limit") -> float:
     return rate
 
 
+def live_lease(deliveries: Any, endpoint_id: Any, now: Any) -> tuple[Any, ...]:
+    """The conditions for a delivery of ``deliveries`` (a table's columns, the mapped
+    class or an alias of it) to be in flight at the endpoint ``endpoint_id``: under a
+    lease that ends after ``now`` (``ix_deliveries_in_flight``'s range)."""
+    return (
+        deliveries.endpoint_id == endpoint_id,
+        deliveries.lease_until.is_not(None),
+        deliveries.lease_until > now,
+    )
+
+
 def in_flight(session: Session, endpoint_id: str, *, now: datetime, besides: str) -> int:
     """How many of the endpoint's deliveries other than ``besides`` are under lease."""
     query = (
         select(func.count())
         .select_from(Delivery)
-        .where(
-            Delivery.endpoint_id == endpoint_id,
-            Delivery.lease_until.is_not(None),
-            Delivery.lease_until > now,
-            Delivery.id != besides,
-        )
+        .where(*live_lease(Delivery, endpoint_id, now), Delivery.id != besides)
     )
     return int(session.scalar(query) or 0)
 

@@ -416,6 +416,31 @@ def test_the_sweeper_leaves_an_endpoint_served_a_moment_ago(sessions: Any) -> No
     assert poller.sweep_once() == 1 and len(recorder.ids) == 1
 
 
+def most_rows_read(
+    engine: Any, statement: str, parameters: Any, *, before: str | None = None
+) -> tuple[int, Any]:
+    """PostgreSQL: the most rows any node of ``statement``'s plan read (``EXPLAIN
+    ANALYZE`` of it, after ``before`` in the same transaction, rolled back), and the
+    plan."""
+    with engine.connect() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()
+        if before is not None:
+            cursor.execute(before)
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
+        row = cursor.fetchone()
+        connection.rollback()
+    assert row is not None
+    (document,) = row
+    plan = document if isinstance(document, list) else json.loads(document)
+
+    def nodes(node: dict[str, Any]) -> Any:
+        yield node
+        for child in node.get("Plans", ()):
+            yield from nodes(child)
+
+    return max(n["Actual Rows"] * n["Actual Loops"] for n in nodes(plan[0]["Plan"])), plan
+
+
 def test_a_sweep_reads_nothing_of_a_backlog_its_worker_is_draining(postgres_url: str) -> None:
     """PostgreSQL: the endpoint's conditions are decided before its deliveries are read,
     so a sweep beside a long backlog whose endpoint has a delivery in flight rings only
@@ -465,20 +490,7 @@ def test_a_sweep_reads_nothing_of_a_backlog_its_worker_is_draining(postgres_url:
             event.remove(engine, "before_cursor_execute", capture)
         assert set(recorder.ids) == quiet
         statement, parameters = sent[-1]
-        with engine.begin() as connection:
-            cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters)
-            row = cursor.fetchone()
-        assert row is not None
-        (document,) = row
-        plan = document if isinstance(document, list) else json.loads(document)
-
-        def nodes(node: dict[str, Any]) -> Any:
-            yield node
-            for child in node.get("Plans", ()):
-                yield from nodes(child)
-
-        read = max(n["Actual Rows"] * n["Actual Loops"] for n in nodes(plan[0]["Plan"]))
+        read, plan = most_rows_read(engine, statement, parameters)
         assert read <= 10, json.dumps(plan, indent=1)
     finally:
         engine.dispose()
@@ -518,23 +530,8 @@ def test_a_poll_behind_a_long_outbox_takes_its_batch_in_id_order(postgres_url: s
         assert [s.split()[0] for s, _ in sent[:first]] == ["WITH", "INSERT"]
         behind = sent[first:]
         assert [s.split()[0] for s, _ in behind] == ["SET", "WITH", "INSERT"]
-        with engine.connect() as connection:
-            cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            (setting, _), (take, parameters), _ = behind
-            cursor.execute(setting)
-            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + take, parameters)
-            row = cursor.fetchone()
-            connection.rollback()
-        assert row is not None
-        (document,) = row
-        plan = document if isinstance(document, list) else json.loads(document)
-
-        def nodes(node: dict[str, Any]) -> Any:
-            yield node
-            for child in node.get("Plans", ()):
-                yield from nodes(child)
-
-        read = max(n["Actual Rows"] * n["Actual Loops"] for n in nodes(plan[0]["Plan"]))
+        (setting, _), (take, parameters), _ = behind
+        read, plan = most_rows_read(engine, take, parameters, before=setting)
         assert read <= batch + 1, json.dumps(plan, indent=1)  # its events and the endpoint
         with sessions() as session:
             left = session.scalar(select(func.count()).where(Event.dispatched_at.is_(None)))
