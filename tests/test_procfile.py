@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -63,9 +64,17 @@ def test_honcho_start_keeps_the_procfile_up_and_delivers(
         "CATENTIO_ALLOWED_NETWORKS": "127.0.0.0/8",
         "CATENTIO_POLL_INTERVAL": "50ms",
         "CATENTIO_LOG_FORMAT": "json",
+        # The web process refuses to start on PostgreSQL without it, and its exit
+        # stopped the whole set, in a race with the delivery.
+        "CATENTIO_PORTAL_SECRET": "procfile-test-portal-secret-" + "x" * 16,
     }
+    # honcho gives each process a PORT, 100 apart in Procfile order: web (the fourth)
+    # gets a port that was free a moment ago.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        web_port = probe.getsockname()[1]
     honcho = subprocess.Popen(
-        [sys.executable, "-m", "honcho", "start"],
+        [sys.executable, "-m", "honcho", "start", "-p", str(web_port - 300)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
