@@ -77,7 +77,15 @@ class TcpProxy:
                 continue
             upstream.settimeout(None)
             with self._lock:
-                self._open.update((client, upstream))
+                # Cut while this one was connecting: it must not outlive the cut
+                # (`cut` drops only the connections already open).
+                cut = self._cut
+                if not cut:
+                    self._open.update((client, upstream))
+            if cut:
+                client.close()
+                upstream.close()
+                continue
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 

@@ -129,6 +129,8 @@ class ClaimBatch:
     found: Counter[str] = field(default_factory=Counter)
     """Due deliveries found per endpoint (a pull that finds fewer than it asked for has
     drained that endpoint's backlog)."""
+    left: Counter[str] = field(default_factory=Counter)
+    """Due deliveries left per endpoint for lack of budget (untouched, still due)."""
 
 
 def internal(stage: str, exc: BaseException) -> InternalFailure:
@@ -507,6 +509,7 @@ class Claimer:
         # that worker pulls them as slots free (one write per delivery fewer, on the
         # path every delivery of a backlog takes).
         batch.saturated.add(endpoint_id)
+        batch.left[endpoint_id] += len(over)
         batch.results.update((i, LEFT) for i in over)
         self._metrics.delivery_held(reason, endpoint_id=endpoint_id)
         log.info(

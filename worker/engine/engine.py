@@ -84,7 +84,9 @@ RECORD_BATCH = 500
 
 PULL_EVERY = 1.0
 """Seconds between pulls of an endpoint this process delivers to but did not see
-saturated: deliveries left by a worker that has since gone are picked up this way."""
+saturated: deliveries left by a worker that has since gone are picked up this way.
+Also how long after leaving deliveries to another process's budget (with none of that
+endpoint's in flight here) a pull follows, in case that process did not take them."""
 
 RECORD_RETRY = 0.5
 """Seconds between tries to record while the database is unavailable."""
@@ -162,6 +164,9 @@ class DeliveryEngine:
         self._finished: queue.Queue[tuple[Claim, InFlight] | None] = queue.Queue()
         self._saturated: set[str] = set()
         self._pulled: dict[str, float] = {}
+        self._sending: Counter[str] = Counter()
+        """Deliveries in flight here, by endpoint (handed to the loop, not yet recorded)."""
+        self._watched: dict[str, float] = {}
         self._offered: dict[str, float] = {}
         self._state = threading.Lock()
         self._recording: threading.Thread | None = None
@@ -281,8 +286,23 @@ class DeliveryEngine:
 
     def _hand_over(self, batch: ClaimBatch, parent: Any) -> None:
         held = [(i, r.retry_in) for i, r in batch.results.items() if r.retry_in is not None]
+        now = time.monotonic()
         with self._state:
             self._saturated |= batch.saturated
+            self._sending.update(claim.target.id for claim in batch.claims)
+            # Left to a budget held elsewhere, with nothing of that endpoint in flight
+            # here to pull them when it finishes: the holder pulls them as its slots
+            # free, unless its last one finished before they were left (it found
+            # nothing waiting, this claim found its budget full). Then nobody would,
+            # so a pull follows a little later, for whichever worker takes it: at most
+            # once per PULL_EVERY and endpoint while that budget stays full.
+            watch = {
+                e: n
+                for e, n in batch.left.items()
+                if not self._sending[e] and now - self._watched.get(e, -PULL_EVERY) >= PULL_EVERY
+            }
+            self._watched.update(dict.fromkeys(watch, now))
+        self._enqueue_pulls(watch, timedelta(seconds=PULL_EVERY))
         started: list[Claim] = []
         for claim in batch.claims:
             span = self._tracing.start("webhook.deliver", parent)
@@ -347,6 +367,11 @@ class DeliveryEngine:
         freed: Counter[str] = Counter(claim.target.id for claim, _ in items)
         now = time.monotonic()
         with self._state:
+            # Under the lock a claim leaving deliveries takes to look at ``_sending``:
+            # either it sees these still in flight, and this sees it saturated, or it
+            # sees them gone and watches the endpoint itself.
+            self._sending.subtract(freed)
+            self._sending += Counter()  # drop the endpoints with none left in flight
             pulls = [
                 e
                 for e in freed
@@ -386,9 +411,13 @@ class DeliveryEngine:
         all in one claim: those left for our budget, and (now and then) ones left by a
         worker that has gone since."""
         room = self._loop.reserve(sum(pulls.values()), timeout=0)
-        if not room:
+        granted = _share(pulls, room) if room else {}
+        # No room here for some (the loop is full of other endpoints' deliveries): a
+        # pull message for any worker, or their backlog would wait for the sweeper.
+        self._enqueue_pulls({e: n for e, n in pulls.items() if e not in granted}, timedelta(0))
+        if not granted:
+            self._loop.release(room)
             return
-        granted = _share(pulls, room)
         try:
             batch = self._claim((), granted, room, True)
         except DatabaseUnavailable as exc:

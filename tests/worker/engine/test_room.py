@@ -270,3 +270,76 @@ def _spy_records(engine: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(engine._recorder, "record", spy_record)
     return records
+
+
+def test_deliveries_left_to_a_budget_held_elsewhere_are_pulled_if_its_holder_does_not(
+    make_runtime: Callable[..., Runtime],
+    add_endpoint: Any,
+    receiver: Receiver,
+    database_url: str,
+) -> None:
+    """Another worker holds the endpoint's only slot when this one is rung: the
+    delivery is left, due, for that worker to pull. That worker's attempt finishes
+    without pulling (it looked before the delivery was left, and found nothing
+    waiting): a pull follows a second later all the same, once however often the
+    delivery is rung meanwhile, and taking it delivers the delivery."""
+    runtime = make_runtime(database_url)
+    endpoint_id = add_endpoint(runtime, receiver=receiver, max_concurrency=1).endpoint.id
+    publish_events(runtime, 2, "ws_a")
+    rung: list[str] = []
+    Poller(session_factory=runtime.sessions, dispatch=rung.extend).poll_once()
+    elsewhere, here = rung
+    with runtime.sessions() as session, session.begin():  # the other worker's lease
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == elsewhere)
+            .values(lease_until=utcnow() + timedelta(minutes=5), lease_token="elsewhere")
+        )
+    engine = runtime.deliverer
+    messages: list[tuple[list[str], int, dict[str, int] | None]] = []
+    engine.start(lambda ids, delay_ms, pulls: messages.append((list(ids), delay_ms, pulls)))
+    engine.ring([here])
+    engine.ring([here])  # rung again meanwhile (a duplicate message): still one pull
+    assert messages == [([], 1000, {endpoint_id: 1})]
+    assert statuses(runtime) == [DeliveryStatus.PENDING] * 2
+    with runtime.sessions() as session, session.begin():  # its attempt is done
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == elsewhere)
+            .values(lease_until=None, lease_token=None, status=DeliveryStatus.SUCCEEDED)
+        )
+    ((_, _, pulls),) = messages
+    assert pulls is not None
+    engine.ring((), pulls)  # whichever worker takes the message
+    assert wait_until(lambda: statuses(runtime).count(DeliveryStatus.SUCCEEDED) == 2, timeout=10)
+    assert len(receiver.received()) == 1  # only the one left; the other was not ours
+    engine.close(2)
+
+
+def test_a_pull_with_no_room_left_here_goes_to_the_broker(
+    make_runtime: Callable[..., Runtime],
+    add_endpoint: Any,
+    receiver: Receiver,
+    sqlite_url: str,
+) -> None:
+    """Slots freed at an endpoint while this process's loop is full of other
+    endpoints' deliveries: the pull that would refill them is not dropped (the
+    endpoint's backlog would wait for the sweeper) but rung for any worker."""
+    runtime = make_runtime(sqlite_url)
+    endpoint_id = add_endpoint(runtime, receiver=receiver).endpoint.id
+    publish_events(runtime, 3, "ws_a")
+    Poller(session_factory=runtime.sessions, dispatch=lambda ids: None).poll_once()
+    engine = runtime.deliverer
+    messages: list[tuple[list[str], int, dict[str, int] | None]] = []
+    engine.start(lambda ids, delay_ms, pulls: messages.append((list(ids), delay_ms, pulls)))
+    loop = engine._loop
+    taken = loop.reserve(loop.room, timeout=0)  # the room, full of someone else's
+    try:
+        engine._pull_here({endpoint_id: 3})
+    finally:
+        loop.release(taken)
+    assert messages == [([], 0, {endpoint_id: 3})]
+    assert statuses(runtime) == [DeliveryStatus.PENDING] * 3  # nothing claimed here
+    engine.ring((), {endpoint_id: 3})  # whichever worker takes it
+    assert wait_until(lambda: statuses(runtime).count(DeliveryStatus.SUCCEEDED) == 3, timeout=10)
+    engine.close(2)
