@@ -36,7 +36,7 @@ import secrets
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, cast
 
@@ -55,6 +55,7 @@ from sqlalchemy import (
     select,
     text,
     true,
+    tuple_,
     update,
 )
 from sqlalchemy.exc import SQLAlchemyError
@@ -170,35 +171,105 @@ _BACKLOG_ORDER = (D.c.next_attempt_at, D.c.id)
 """Which of an endpoint's due deliveries a pull takes first (``_BACKLOG``, ``_backlogs``)."""
 
 _BACKLOG = (
-    select(D.c.id, D.c.endpoint_id, D.c.held_by)
+    select(D.c.id, D.c.endpoint_id, D.c.held_by, D.c.next_attempt_at)
     .where(D.c.endpoint_id == bindparam("endpoint_id"), *_CLAIMABLE)
     .order_by(*_BACKLOG_ORDER)
     .limit(bindparam("limit"))
 )
+"""SQLite: one endpoint's backlog, oldest due first."""
+
+START = datetime(1, 1, 1, tzinfo=UTC)
+"""The front of a backlog not known: a pull reads from the start of the endpoint's."""
+
+
+def _from_front(endpoint_id: Any, front_at: Any, front_id: Any) -> tuple[Any, ...]:
+    """PostgreSQL: the endpoint's entries of ``ix_deliveries_backlog`` from a front on
+    (see :class:`Front`), as conditions the scan starts at: a row comparison on all
+    three of the index's columns, bounded above by the endpoint. With an equality on
+    ``endpoint_id`` beside it, the scan would start at the endpoint's first entry all
+    the same; without the equality and with the order on all three columns, neither
+    the planner nor the scan can take another way (``ix_deliveries_due``, bounded by
+    the front's time, and a sort of all it holds)."""
+    return (
+        tuple_(D.c.endpoint_id, D.c.next_attempt_at, D.c.id)
+        >= tuple_(endpoint_id, front_at, front_id),
+        D.c.endpoint_id <= endpoint_id,
+    )
+
+
+_BACKLOG_ORDER_PG = (D.c.endpoint_id, *_BACKLOG_ORDER)
+
+_BACKLOG_FROM = (
+    select(D.c.id, D.c.endpoint_id, D.c.held_by, D.c.next_attempt_at)
+    .where(
+        *_from_front(
+            bindparam("endpoint_id", type_=D.c.endpoint_id.type),
+            bindparam("front_at", type_=D.c.next_attempt_at.type),
+            bindparam("front_id", type_=D.c.id.type),
+        ),
+        *_CLAIMABLE,
+    )
+    .order_by(*_BACKLOG_ORDER_PG)
+    .limit(bindparam("limit"))
+)
+"""PostgreSQL: one endpoint's backlog, oldest due first, from its front on."""
+
+FRONT_FOR = timedelta(seconds=1)
+"""How long pulls start from a remembered front before one reads from the start again."""
+
+
+@dataclass(frozen=True)
+class Front:
+    """Where an endpoint's due backlog began at its last deep pull (one that found as
+    many as it asked for), so that the next pull starts there, not at the start of
+    ``ix_deliveries_backlog``: PostgreSQL leaves an index entry behind for every row
+    version a drain leaves dead (two per delivery: leased, recorded) until a vacuum,
+    and a pull from the start walks all of them, more with every delivery drained.
+
+    Nothing the pull should take lies before the front, but for a delivery whose lease
+    ran out with its worker (its due time is old) and one committed late with an older
+    due time than the front: a pull from the front that finds fewer than it asked for
+    reads again from the start, in the same transaction, and every ``FRONT_FOR`` a pull
+    does in any case."""
+
+    at: datetime
+    id: str
+    read_from_start: datetime
+    """When a pull of this endpoint last read from the start."""
 
 
 @cache
 def _backlogs() -> Any:
     """PostgreSQL: the backlogs of many endpoints in one statement, each endpoint's
-    oldest due deliveries up to its own number of slots (the same rows, in the same
-    order, as ``_BACKLOG`` endpoint by endpoint)."""
+    oldest due deliveries from its front on, up to its own number of slots (the same
+    rows, in the same order, as ``_BACKLOG_FROM`` endpoint by endpoint)."""
     wanted = (
         func.unnest(
             bindparam("endpoint_ids", type_=ARRAY(String)),
             bindparam("slots", type_=ARRAY(Integer)),
+            bindparam("front_ats", type_=ARRAY(D.c.next_attempt_at.type)),
+            bindparam("front_ids", type_=ARRAY(String)),
         )
-        .table_valued(column("endpoint_id", String), column("slots", Integer))
+        .table_valued(
+            column("endpoint_id", String),
+            column("slots", Integer),
+            column("front_at", D.c.next_attempt_at.type),
+            column("front_id", String),
+        )
         .render_derived(name="wanted")
     )
     backlog = (
         select(D.c.id, D.c.endpoint_id, D.c.held_by, D.c.next_attempt_at)
-        .where(D.c.endpoint_id == wanted.c.endpoint_id, *_CLAIMABLE)
-        .order_by(*_BACKLOG_ORDER)
+        .where(
+            *_from_front(wanted.c.endpoint_id, wanted.c.front_at, wanted.c.front_id),
+            *_CLAIMABLE,
+        )
+        .order_by(*_BACKLOG_ORDER_PG)
         .limit(wanted.c.slots)
         .lateral("backlog")
     )
     return (
-        select(backlog.c.id, backlog.c.endpoint_id, backlog.c.held_by)
+        select(backlog.c.id, backlog.c.endpoint_id, backlog.c.held_by, backlog.c.next_attempt_at)
         .select_from(wanted.join(backlog, true()))
         .order_by(backlog.c.endpoint_id, backlog.c.next_attempt_at, backlog.c.id)
     )
@@ -318,6 +389,7 @@ class Claimer:
         self._admission = admission_
         self._clock = clock
         self._metrics = metrics
+        self._fronts: dict[str, Front] = {}
 
     def claim(
         self,
@@ -334,10 +406,11 @@ class Claimer:
         pg = _is_pg(connection)
         batch = ClaimBatch()
         now = self._clock()
+        deep: dict[str, datetime] = {}
         if not pulls:
-            found = connection.execute(_candidates(pg), {"ids": list(ids), "now": now}).all()
+            found = list(connection.execute(_candidates(pg), {"ids": list(ids), "now": now}))
         else:
-            found = self._backlog(connection, pg, pulls, room, now)
+            found, deep = self._pull(connection, pg, pulls, room, now)
         batch.found.update(row.endpoint_id for row in found)
         seen = {row.id for row in found}
         batch.results.update((i, NOT_CLAIMED) for i in ids if i not in seen)
@@ -400,6 +473,8 @@ class Claimer:
                 },
             ).all()
         won = {row.id for row in claimed}
+        if deep:
+            self._remember_fronts(deep, found, won)
         batch.results.update((i, NOT_CLAIMED) for i in lease if i not in won)
         if not claimed:
             return batch
@@ -428,6 +503,53 @@ class Claimer:
             )
         return batch
 
+    def _pull(
+        self, connection: Connection, pg: bool, pulls: Mapping[str, int], room: int, now: datetime
+    ) -> tuple[list[Any], dict[str, datetime]]:
+        """The due backlogs of ``pulls``' endpoints, up to their slots (and ``room``):
+        from each one's remembered front where there is one (PostgreSQL), else from the
+        start. And the endpoints whose backlog is deeper than the pull (a front to
+        remember once the claim is made), with when each last read from the start."""
+        slots = {e: min(n, room) for e, n in sorted(pulls.items()) if n > 0}
+        fronts: dict[str, Front] = {}
+        if pg:
+            for endpoint_id in slots:
+                front = self._fronts.get(endpoint_id)
+                if front is not None and now - front.read_from_start < FRONT_FOR:
+                    fronts[endpoint_id] = front
+        found = self._backlog(connection, pg, slots, room, now, fronts)
+        count = Counter(row.endpoint_id for row in found)
+        short = {e: n for e, n in slots.items() if e in fronts and count[e] < n}
+        if short:  # maybe something behind the front: read those from the start
+            found = [row for row in found if row.endpoint_id not in short]
+            found += self._backlog(connection, pg, short, room, now)
+            count = Counter(row.endpoint_id for row in found)
+        deep: dict[str, datetime] = {}
+        for endpoint_id, wanted in slots.items():
+            if not pg or count[endpoint_id] < wanted:  # drained: nothing to remember
+                self._fronts.pop(endpoint_id, None)
+                continue
+            kept = fronts.get(endpoint_id)
+            from_start = kept is None or endpoint_id in short
+            deep[endpoint_id] = now if from_start else kept.read_from_start  # type: ignore[union-attr]
+        return found, deep
+
+    def _remember_fronts(
+        self, deep: Mapping[str, datetime], found: list[Any], won: set[str]
+    ) -> None:
+        """Where the next pull of each deeply pulled endpoint starts: at the oldest
+        delivery this pull found and did not claim (left for lack of budget), or, with
+        all of them claimed, at the last one claimed (what follows it comes next)."""
+        rows: dict[str, list[Any]] = defaultdict(list)
+        for row in found:
+            if row.endpoint_id in deep:
+                rows[row.endpoint_id].append(row)
+        for endpoint_id, since in deep.items():
+            ordered = sorted(rows[endpoint_id], key=lambda r: (r.next_attempt_at, r.id))
+            waiting = [row for row in ordered if row.id not in won]
+            front = waiting[0] if waiting else ordered[-1]
+            self._fronts[endpoint_id] = Front(front.next_attempt_at, front.id, since)
+
     @staticmethod
     def _backlog(
         connection: Connection,
@@ -435,22 +557,43 @@ class Claimer:
         pulls: Mapping[str, int],
         room: int,
         now: datetime,
+        fronts: Mapping[str, Front] | None = None,
     ) -> list[Any]:
-        """The due backlogs of ``pulls``' endpoints, up to their slots (and ``room``)."""
+        """The due backlogs of ``pulls``' endpoints, up to their slots (and ``room``),
+        on PostgreSQL from their fronts in ``fronts`` (the others from the start)."""
         slots = {e: min(n, room) for e, n in sorted(pulls.items()) if n > 0}
-        if pg and len(slots) > 1:
+        if not pg:  # SQLite: one statement per endpoint, in process
+            found: list[Any] = []
+            for endpoint_id, limit in slots.items():
+                found += connection.execute(
+                    _BACKLOG, {"endpoint_id": endpoint_id, "now": now, "limit": limit}
+                ).all()
+            return found
+        if not slots:
+            return []
+        fronts = fronts or {}
+        at = [fronts[e].at if e in fronts else START for e in slots]
+        ids = [fronts[e].id if e in fronts else "" for e in slots]
+        if len(slots) == 1:
+            ((endpoint_id, limit),) = slots.items()
+            parameters = {"endpoint_id": endpoint_id, "limit": limit, "now": now}
             return list(
                 connection.execute(
-                    _backlogs(),
-                    {"endpoint_ids": list(slots), "slots": list(slots.values()), "now": now},
+                    _BACKLOG_FROM, {**parameters, "front_at": at[0], "front_id": ids[0]}
                 )
             )
-        found: list[Any] = []
-        for endpoint_id, limit in slots.items():  # one, or SQLite (in-process statements)
-            found += connection.execute(
-                _BACKLOG, {"endpoint_id": endpoint_id, "now": now, "limit": limit}
-            ).all()
-        return found
+        return list(
+            connection.execute(
+                _backlogs(),
+                {
+                    "endpoint_ids": list(slots),
+                    "slots": list(slots.values()),
+                    "front_ats": at,
+                    "front_ids": ids,
+                    "now": now,
+                },
+            )
+        )
 
     def _needs_lock(self, endpoint: Any) -> bool:
         return bool(

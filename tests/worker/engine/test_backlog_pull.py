@@ -17,7 +17,8 @@ from sqlalchemy import event, update
 
 from outbox import Delivery, publish
 from outbox.clock import utcnow
-from worker.engine.claim import Claimer
+from tests.support.clock import ManualClock
+from worker.engine.claim import FRONT_FOR, Claimer
 from worker.fanout.poller import Poller
 from worker.policy.admission import Admission
 from worker.runtime import Runtime
@@ -184,3 +185,144 @@ def test_a_claim_counts_live_leases_without_revisiting_finished_ones(
     assert plan["Shared Hit Blocks"] + plan.get("Shared Read Blocks", 0) <= 20, json.dumps(
         plan, indent=1
     )
+
+
+DRAINED = 5000
+DEEP = 400
+PULL = 40
+
+
+def _pulled(claimer: Claimer, runtime: Runtime, endpoint_id: str, slots: int) -> list[str]:
+    """One pull of the endpoint's backlog, committed; the ids it found, in order."""
+    with runtime.sessions() as session, session.begin():
+        batch = claimer.claim(session, (), {endpoint_id: slots}, slots, True)
+    return [c.delivery_id for c in batch.claims]
+
+
+def _backlog_of(
+    runtime: Runtime, add_endpoint: Callable[..., Any], events: int
+) -> tuple[str, list[str]]:
+    endpoint_id = add_endpoint(runtime, max_concurrency=1000).endpoint.id
+    with runtime.sessions() as session, session.begin():
+        for n in range(events):
+            publish(session, workspace_id="ws_a", type="run.succeeded", data={"n": n})
+    poller = Poller(runtime.sessions, dispatch=lambda ids: None)
+    while poller.poll_once().events:
+        pass
+    table = Delivery.__table__
+    with runtime.sessions() as session:
+        ids = session.scalars(
+            table.select()  # type: ignore[attr-defined]
+            .with_only_columns(table.c.id)  # type: ignore[attr-defined]
+            .order_by(table.c.next_attempt_at, table.c.id)  # type: ignore[attr-defined]
+        ).all()
+    return endpoint_id, list(ids)
+
+
+def test_a_pull_of_a_deep_backlog_starts_where_the_last_one_found_it(
+    postgres_url: str,
+    make_runtime: Callable[..., Runtime],
+    add_endpoint: Callable[..., Any],
+) -> None:
+    """Five thousand deliveries drained from the front of a backlog (leased, then
+    recorded: two dead row versions each, left until a vacuum): once a pull has found
+    where the backlog begins, the next one starts there, a few pages, instead of
+    walking every dead entry before it, as a pull from the start does."""
+    runtime = make_runtime(postgres_url, poll_batch_size=1000)
+    endpoint_id, ids = _backlog_of(runtime, add_endpoint, DRAINED + DEEP)
+    now = utcnow()
+    with runtime.sessions() as session, session.begin():
+        drained = ids[:DRAINED]
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(drained))
+            .values(lease_until=now + timedelta(seconds=45), lease_token="t")
+        )
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(drained))
+            .values(status="succeeded", lease_until=None, lease_token=None, completed_at=now)
+        )
+    claimer = Claimer(
+        runtime.settings, Admission(runtime.settings, random.Random(1)), utcnow, NO_METRICS
+    )
+    assert _pulled(claimer, runtime, endpoint_id, PULL) == sorted(ids[DRAINED : DRAINED + PULL])
+
+    sent: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        sent.append((statement, parameters))
+
+    event.listen(runtime.engine, "before_cursor_execute", capture)
+    try:
+        with runtime.sessions() as session:  # rolled back: measured below as it ran
+            batch = claimer.claim(session, (), {endpoint_id: PULL}, PULL, True)
+            session.rollback()
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", capture)
+    second = [c.delivery_id for c in batch.claims]
+    assert second == sorted(ids[DRAINED + PULL : DRAINED + 2 * PULL])  # the next ones
+    pulls = [s for s in sent if "ORDER BY" in s[0] and "next_attempt_at" in s[0]]
+    assert len(pulls) == 1, [s for s, _ in sent]  # from the front only: nothing behind it
+
+    def pages(statement: str, parameters: Any) -> int:
+        with runtime.engine.begin() as connection:
+            cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            cursor.execute(statement, parameters)  # once first: hint bits set, as in a drain
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, parameters)
+            (document,) = cursor.fetchone()  # type: ignore[misc]
+        plan = (document if isinstance(document, list) else json.loads(document))[0]["Plan"]
+        assert "ix_deliveries_backlog" in {n.get("Index Name") for n in _nodes(plan)}
+        return int(plan["Shared Hit Blocks"] + plan.get("Shared Read Blocks", 0))
+
+    ((statement, parameters),) = pulls
+    from_front = pages(statement, parameters)
+    sent.clear()
+    event.listen(runtime.engine, "before_cursor_execute", capture)
+    try:
+        with runtime.engine.begin() as connection:
+            Claimer._backlog(connection, True, {endpoint_id: PULL}, PULL, utcnow())
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", capture)
+    from_start = pages(*sent[-1])
+    # From the front: the rows it returns and a few index pages, however long the
+    # drain behind it; from the start, the pages of every dead entry besides.
+    assert from_front <= PULL + 10, from_front
+    assert from_start >= from_front + DRAINED // 100, (from_front, from_start)
+
+
+def test_a_delivery_behind_the_front_is_pulled_all_the_same(
+    postgres_url: str,
+    make_runtime: Callable[..., Runtime],
+    add_endpoint: Callable[..., Any],
+) -> None:
+    """A delivery that becomes due behind the remembered front (its lease ran out with
+    its worker): the first pull that finds fewer than it asked for from the front reads
+    from the start again and takes it, and while the backlog stays deep, a pull reads
+    from the start every ``FRONT_FOR`` all the same."""
+    runtime = make_runtime(postgres_url, poll_batch_size=1000)
+    endpoint_id, ids = _backlog_of(runtime, add_endpoint, DEEP)
+    clock = ManualClock(utcnow() + timedelta(seconds=1))
+    claimer = Claimer(
+        runtime.settings, Admission(runtime.settings, random.Random(1)), clock, NO_METRICS
+    )
+    assert _pulled(claimer, runtime, endpoint_id, PULL) == sorted(ids[:PULL])
+    assert _pulled(claimer, runtime, endpoint_id, PULL) == sorted(ids[PULL : 2 * PULL])
+
+    def lost(delivery_id: str) -> None:  # its worker died: the lease ran out unrecorded
+        with runtime.sessions() as session, session.begin():
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id == delivery_id)
+                .values(lease_until=clock() - timedelta(seconds=1))
+            )
+
+    lost(ids[10])
+    # The backlog is deep and the front was read from the start less than FRONT_FOR ago.
+    assert _pulled(claimer, runtime, endpoint_id, PULL) == sorted(ids[2 * PULL : 3 * PULL])
+    clock.advance(FRONT_FOR)
+    fourth = _pulled(claimer, runtime, endpoint_id, PULL)
+    assert fourth == sorted([ids[10], *ids[3 * PULL : 4 * PULL - 1]])
+    lost(ids[5])  # behind the front this pull found (ids[10])
+    rest = _pulled(claimer, runtime, endpoint_id, DEEP)  # more than is left: short
+    assert rest == sorted([ids[5], *ids[4 * PULL - 1 :]])
