@@ -200,13 +200,17 @@ bounded above by the endpoint, so the scan starts at the front. With an equality
 same; a bound on ``next_attempt_at`` alone lets the planner take ``ix_deliveries_due``
 and sort what that range holds."""
 
-IN_BACKLOG_ORDER = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off"
+IN_BACKLOG_ORDER = (
+    "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; SET LOCAL jit = off"
+)
 """Sent before pulls from fronts (one round trip, for the rest of the claim's
 transaction): statistics taken while the endpoint had a short backlog estimate a
 handful of rows past the front, and the planner then reads every one of them with a
 bitmap scan and sorts them for the LIMIT (46 ms a pull with 65,000 waiting, measured)
 instead of walking the index in order. The claim's other statements have an index in
-their order, or nothing to sort but what they return."""
+their order, or nothing to sort but what they return; but a plan with a sort it cannot
+do without is then costed past ``jit_above_cost``, and compiling it took 110 ms (the
+advisory locks' statement): no JIT for the transaction, which never gains from it."""
 
 FRONT_FOR = timedelta(seconds=1)
 """How long pulls start from a remembered front before one reads from the start again."""

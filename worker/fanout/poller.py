@@ -54,7 +54,7 @@ Dispatch = Callable[[Sequence[str]], None]
 Waiting = Callable[[], "int | None"]
 """How many messages wait in the broker's queue, not yet fetched (``None``: unknown)."""
 
-IN_ID_ORDER = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off"
+IN_ID_ORDER = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; SET LOCAL jit = off"
 """PostgreSQL, for the next poll's transaction while the outbox is behind: take the
 oldest waiting events by reading ``ix_events_waiting`` in id order, ``LIMIT`` deep.
 
@@ -64,7 +64,9 @@ few dozen waiting events and takes them with a bitmap scan of all of them and a 
 with 100,000 waiting, 77 ms a poll (a sort spilled to disk) against 0.3 ms in index
 order, a cost per poll that grows with what is waiting. Only while behind (the last
 poll took a full batch): at a low rate the few events waiting cost nothing to sort, and
-the extra statement would be a round trip per event."""
+the extra statement would be a round trip per event. No JIT either, for the rest of the
+transaction: a plan with a sort it cannot do without is costed past
+``jit_above_cost`` with sorts off, and compiling one costs 100 ms and more."""
 
 MIN_OUTAGE_BACKOFF = 0.2
 MAX_OUTAGE_BACKOFF = 5.0

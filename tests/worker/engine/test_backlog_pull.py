@@ -19,7 +19,7 @@ from outbox import Delivery, publish
 from outbox.clock import utcnow
 from tests.support.clock import ManualClock
 from worker.engine.claim import FRONT_FOR, IN_BACKLOG_ORDER, Claimer
-from worker.fanout.poller import Poller
+from worker.fanout.poller import IN_ID_ORDER, Poller
 from worker.policy.admission import Admission
 from worker.runtime import Runtime
 from worker.telemetry.metrics import NO_METRICS
@@ -342,3 +342,36 @@ def test_a_delivery_behind_the_front_is_pulled_all_the_same(
     lost(ids[5])  # behind the front this pull found (ids[10])
     rest = _pulled(claimer, runtime, endpoint_id, DEEP)  # more than is left: short
     assert rest == sorted([ids[5], *ids[4 * PULL - 1 :]])
+
+
+@pytest.mark.parametrize("settings", [IN_BACKLOG_ORDER, IN_ID_ORDER], ids=["pull", "poll"])
+def test_planner_settings_for_index_order_leave_no_jit_in_the_transaction(
+    settings: str, postgres_url: str, make_runtime: Callable[..., Runtime]
+) -> None:
+    """With sorts disabled, a statement that cannot do without one (the claim's advisory
+    locks) is costed past ``jit_above_cost``, and compiling it took 110 ms on every
+    claim from a front. The settings turn JIT off for their transaction, and only
+    there."""
+    runtime = make_runtime(postgres_url)
+    locks = (
+        "EXPLAIN (ANALYZE, FORMAT JSON) SELECT count(pg_advisory_xact_lock(1, k)) FROM "
+        "(SELECT DISTINCT hashtext(e) AS k FROM unnest(ARRAY['a', 'b']) AS e ORDER BY 1) AS k"
+    )
+    with runtime.engine.connect() as connection:
+        dbapi = connection.connection.dbapi_connection
+        assert dbapi is not None
+        cursor = dbapi.cursor()
+        cursor.execute("SHOW jit")
+        (before,) = cursor.fetchone()  # type: ignore[misc]
+        cursor.execute(settings)
+        cursor.execute("SHOW enable_sort")
+        assert cursor.fetchone() == ("off",)
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone() == ("off",)
+        cursor.execute(locks)
+        (document,) = cursor.fetchone()  # type: ignore[misc]
+        plan = (document if isinstance(document, list) else json.loads(document))[0]
+        assert "JIT" not in plan, plan["JIT"]
+        dbapi.rollback()
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone() == (before,)  # the transaction's only
