@@ -47,6 +47,7 @@ from outbox.database import is_outage, lock_for_write
 from worker.availability import Availability
 from worker.endpoints.secretbox import SecretBox
 from worker.endpoints.signing import KeyCache
+from worker.engine.ages import Ages, Bucket
 from worker.engine.claim import Claim, ClaimBatch, Claimer, internal
 from worker.engine.loop import SendingLoop
 from worker.engine.record import Finished, Recorded, Recorder
@@ -94,6 +95,10 @@ RECORD_RETRY = 0.5
 RECORD_WINDOW = 0.004
 """Seconds the recorder waits, after an attempt finished, for others still in flight to
 record with it in the same transaction (and to refill their slots with one claim)."""
+
+YOUNG = 1.0
+"""Seconds in flight after which the recorder no longer waits for an attempt to record
+with others (a receiver that slow will not finish within ``RECORD_WINDOW``)."""
 
 
 def group_by_delay(
@@ -170,6 +175,7 @@ class DeliveryEngine:
         self._offered: dict[str, float] = {}
         self._state = threading.Lock()
         self._recording: threading.Thread | None = None
+        self._ages = Ages()
 
     # -- transactions --------------------------------------------------------------
 
@@ -315,9 +321,10 @@ class DeliveryEngine:
     async def _start(self, claims: list[Claim]) -> None:
         for claim in claims:
             task = asyncio.ensure_future(self._attempt(claim, claim.span))
-            task.add_done_callback(partial(self._done, claim))
+            task.add_done_callback(partial(self._done, claim, self._ages.started()))
 
-    def _done(self, claim: Claim, future: InFlight) -> None:
+    def _done(self, claim: Claim, started: Bucket, future: InFlight) -> None:
+        self._ages.finished(started)
         self._finished.put((claim, future))
 
     def _record_forever(self) -> None:
@@ -327,9 +334,11 @@ class DeliveryEngine:
                 return
             items = [first]
             until = time.monotonic() + RECORD_WINDOW
-            # Wait for more only while some are still in flight: once all have finished,
-            # waiting would only leave their slots empty.
-            while len(items) < min(RECORD_BATCH, self._loop.in_use):
+            # Wait for more only while some that started lately are still in flight:
+            # once all have finished, waiting would only leave their slots empty, and
+            # one going for a second already (say, to a receiver that never answers)
+            # will not finish in the window.
+            while len(items) < RECORD_BATCH and self._ages.younger_than(YOUNG):
                 try:
                     more = self._finished.get(timeout=max(0.0, until - time.monotonic()))
                 except queue.Empty:

@@ -22,6 +22,7 @@ from tests.support.harness import statuses
 from tests.support.waiting import wait_until
 from worker import runtime as runtime_module
 from worker.demo.receiver import Receiver, always
+from worker.engine import engine as engine_module
 from worker.engine.claim import Claimer
 from worker.engine.loop import FILES_KEPT, MAX_ROOM, SendingLoop, room_for_open_files
 from worker.fanout.poller import Poller
@@ -345,3 +346,41 @@ def test_a_pull_with_no_room_left_here_goes_to_the_broker(
     engine.ring((), {endpoint_id: 3})  # whichever worker takes it
     assert wait_until(lambda: statuses(runtime).count(DeliveryStatus.SUCCEEDED) == 3, timeout=10)
     engine.close(2)
+
+
+def test_the_recorder_does_not_wait_for_attempts_that_hang(
+    make_runtime: Callable[..., Runtime],
+    add_endpoint: Any,
+    receiver: Receiver,
+    sqlite_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After an attempt finishes, the recorder waits a moment for others in flight to
+    record with it, but not for ones that have been going for longer than ``YOUNG``
+    (here five to an endpoint that never answers): with the wait made 5 s long, a
+    healthy delivery beside them is recorded at once, not 5 s later."""
+    monkeypatch.setattr(engine_module, "RECORD_WINDOW", 5.0)
+    monkeypatch.setattr(engine_module, "YOUNG", 0.3)
+    runtime = make_runtime(sqlite_url, request_timeout=20.0, circuit_threshold=1000)
+    add_endpoint(
+        runtime,
+        receiver=receiver,
+        path="/hang",
+        workspace_id="ws_hang",
+        behaviour=always(200, delay=30.0),
+        max_concurrency=5,
+    )
+    healthy = add_endpoint(runtime, receiver=receiver, path="/ok", workspace_id="ws_ok")
+    publish_events(runtime, 5, "ws_hang")
+    with runtime.running():
+        assert wait_until(lambda: len(receiver.received("/hang")) >= 5, timeout=10)
+        time.sleep(0.5)  # older than YOUNG now
+        publish_events(runtime, 1, "ws_ok")
+        assert receiver.wait_for(1, path="/ok", timeout=5)
+        answered = time.monotonic()
+        assert wait_until(
+            lambda: statuses(runtime, healthy.endpoint.id) == [DeliveryStatus.SUCCEEDED],
+            timeout=10,
+        )
+        waited = time.monotonic() - answered
+    assert waited < 2.5, f"recorded {waited:.1f}s after its answer"
