@@ -334,15 +334,20 @@ class DeliveryEngine:
                 return
             items = [first]
             until = time.monotonic() + RECORD_WINDOW
-            # Wait for more only while some that started lately are still in flight:
-            # once all have finished, waiting would only leave their slots empty, and
-            # one going for a second already (say, to a receiver that never answers)
-            # will not finish in the window.
-            while len(items) < RECORD_BATCH and self._ages.younger_than(YOUNG):
-                try:
-                    more = self._finished.get(timeout=max(0.0, until - time.monotonic()))
+            while len(items) < RECORD_BATCH:
+                try:  # those finished already, first
+                    more = self._finished.get_nowait()
                 except queue.Empty:
-                    break
+                    # Then wait for more only while some that started lately are still
+                    # in flight: once all have finished, waiting would only leave their
+                    # slots empty, and one going for a second already (say, to a
+                    # receiver that never answers) will not finish in the window.
+                    if not self._ages.younger_than(YOUNG):
+                        break
+                    try:
+                        more = self._finished.get(timeout=max(0.0, until - time.monotonic()))
+                    except queue.Empty:
+                        break
                 if more is None:
                     self._finished.put(None)
                     break

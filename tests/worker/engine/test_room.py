@@ -384,3 +384,46 @@ def test_the_recorder_does_not_wait_for_attempts_that_hang(
         )
         waited = time.monotonic() - answered
     assert waited < 2.5, f"recorded {waited:.1f}s after its answer"
+
+
+def test_attempts_that_finished_while_the_recorder_was_busy_are_recorded_together(
+    make_runtime: Callable[..., Runtime],
+    add_endpoint: Any,
+    receiver: Receiver,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Forty deliveries rung at once: one to a fast endpoint, 39 to one that answers in
+    100 ms. The fast one is recorded first, in a slow transaction (300 ms); the 39 that
+    finished meanwhile are all taken in the next one, with nothing left in flight to
+    wait for, not one transaction each."""
+    runtime = make_runtime(database_url)
+    add_endpoint(runtime, receiver=receiver, path="/fast", workspace_id="ws_a")
+    add_endpoint(
+        runtime,
+        receiver=receiver,
+        path="/slow",
+        workspace_id="ws_b",
+        max_concurrency=40,
+        behaviour=always(200, delay=0.1),
+    )
+    publish_events(runtime, 1, "ws_a")
+    publish_events(runtime, 39, "ws_b")
+    rung: list[str] = []
+    Poller(session_factory=runtime.sessions, dispatch=rung.extend).poll_once()
+    engine = runtime.deliverer
+    records = _spy_records(engine, monkeypatch)
+    record = engine._recorder.record
+
+    def slow_first(session: Any, finished: Any) -> Any:
+        if len(records) == 1:
+            time.sleep(0.3)
+        return record(session, finished)
+
+    monkeypatch.setattr(engine._recorder, "record", slow_first)
+    engine.start(lambda *args: None)
+    engine.ring(rung)
+    assert wait_until(lambda: statuses(runtime).count(DeliveryStatus.SUCCEEDED) == 40, timeout=10)
+    engine.close(2)
+    assert sum(records) == 40
+    assert records[0] == 1 and len(records) <= 3, records
