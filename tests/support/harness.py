@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from outbox import Attempt, Delivery, Endpoint, Event, publish
 from tests.support.clock import ManualClock
-from worker.demo.receiver import Receiver, Reply
+from worker.demo.receiver import Receiver, Reply, always
 from worker.endpoints.registry import NewSecret
 from worker.engine.results import Result
 from worker.fanout.poller import Poller
@@ -143,3 +143,22 @@ def statuses(runtime: Runtime, endpoint_id: str | None = None) -> list[str]:
         query = query.where(Delivery.endpoint_id == endpoint_id)
     with runtime.sessions() as session:
         return list(session.scalars(query))
+
+
+def add_hanging(
+    add_endpoint: Callable[..., NewSecret],
+    runtime: Runtime,
+    receiver: Receiver,
+    *,
+    max_concurrency: int,
+) -> NewSecret:
+    """An endpoint of workspace ``ws_hang`` whose receiver accepts and never answers
+    (for 30 s, past any test's deadline), at ``/hang``."""
+    return add_endpoint(
+        runtime,
+        receiver=receiver,
+        path="/hang",
+        workspace_id="ws_hang",
+        behaviour=always(200, delay=30.0),
+        max_concurrency=max_concurrency,
+    )

@@ -62,6 +62,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from outbox.clock import Clock
+from outbox.database import IN_INDEX_ORDER
 from outbox.models import Delivery, DeliveryStatus, Endpoint, Event
 from worker.endpoints.registry import FIFO
 from worker.engine.results import LEFT, NOT_CLAIMED, NotRecorded, Result
@@ -200,17 +201,11 @@ bounded above by the endpoint, so the scan starts at the front. With an equality
 same; a bound on ``next_attempt_at`` alone lets the planner take ``ix_deliveries_due``
 and sort what that range holds."""
 
-IN_BACKLOG_ORDER = (
-    "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; SET LOCAL jit = off"
-)
-"""Sent before pulls from fronts (one round trip, for the rest of the claim's
-transaction): statistics taken while the endpoint had a short backlog estimate a
-handful of rows past the front, and the planner then reads every one of them with a
-bitmap scan and sorts them for the LIMIT (46 ms a pull with 65,000 waiting, measured)
-instead of walking the index in order. The claim's other statements have an index in
-their order, or nothing to sort but what they return; but a plan with a sort it cannot
-do without is then costed past ``jit_above_cost``, and compiling it took 110 ms (the
-advisory locks' statement): no JIT for the transaction, which never gains from it."""
+IN_BACKLOG_ORDER = IN_INDEX_ORDER
+"""Sent before pulls from fronts: statistics taken while the endpoint had a short
+backlog estimate a handful of rows past the front, and the planner then read every one
+of them with a bitmap scan and sorted them for the LIMIT (46 ms a pull with 65,000
+waiting, measured) instead of walking the index in order."""
 
 FRONT_FOR = timedelta(seconds=1)
 """How long pulls start from a remembered front before one reads from the start again."""
@@ -518,8 +513,10 @@ class Claimer:
                 self._fronts.pop(endpoint_id, None)
                 continue
             kept = fronts.get(endpoint_id)
-            from_start = kept is None or endpoint_id in short
-            deep[endpoint_id] = now if from_start else kept.read_from_start  # type: ignore[union-attr]
+            if kept is None or endpoint_id in short:
+                deep[endpoint_id] = now  # this pull read it from the start
+            else:
+                deep[endpoint_id] = kept.read_from_start
         return found, deep
 
     def _remember_fronts(

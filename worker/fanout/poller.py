@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from outbox.clock import Clock, utcnow
-from outbox.database import is_outage, lock_for_write
+from outbox.database import IN_INDEX_ORDER, is_outage, lock_for_write
 from outbox.models import Delivery, DeliveryStatus, Endpoint, Event
 from worker.availability import Availability, first_line
 from worker.endpoints.filters import matches_any
@@ -54,19 +54,13 @@ Dispatch = Callable[[Sequence[str]], None]
 Waiting = Callable[[], "int | None"]
 """How many messages wait in the broker's queue, not yet fetched (``None``: unknown)."""
 
-IN_ID_ORDER = "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; SET LOCAL jit = off"
-"""PostgreSQL, for the next poll's transaction while the outbox is behind: take the
-oldest waiting events by reading ``ix_events_waiting`` in id order, ``LIMIT`` deep.
-
-Without statistics on the events (a table never analysed, as on a fresh deployment or
-one without autovacuum) or with statistics from before a burst, the planner expects a
-few dozen waiting events and takes them with a bitmap scan of all of them and a sort:
-with 100,000 waiting, 77 ms a poll (a sort spilled to disk) against 0.3 ms in index
-order, a cost per poll that grows with what is waiting. Only while behind (the last
-poll took a full batch): at a low rate the few events waiting cost nothing to sort, and
-the extra statement would be a round trip per event. No JIT either, for the rest of the
-transaction: a plan with a sort it cannot do without is costed past
-``jit_above_cost`` with sorts off, and compiling one costs 100 ms and more."""
+IN_ID_ORDER = IN_INDEX_ORDER
+"""For the next poll's transaction while the outbox is behind: take the oldest waiting
+events by reading ``ix_events_waiting`` in id order, ``LIMIT`` deep. With 100,000
+waiting, the bitmap scan and sort cost 77 ms a poll (a sort spilled to disk) against
+0.3 ms in index order. Only while behind (the last poll took a full batch): at a low
+rate the few events waiting cost nothing to sort, and the extra statement would be a
+round trip per event."""
 
 MIN_OUTAGE_BACKOFF = 0.2
 MAX_OUTAGE_BACKOFF = 5.0

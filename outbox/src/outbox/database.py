@@ -161,6 +161,17 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
     return engine
 
 
+IN_INDEX_ORDER = (
+    "SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off; SET LOCAL jit = off"
+)
+"""PostgreSQL, sent first in a transaction (one round trip, for the rest of it) whose
+``LIMIT`` read must walk an index in its order: statistics that expect a handful of rows
+(a table never analysed, or analysed before a burst) make the planner take all of them
+with a bitmap scan and sort them instead, a cost that grows with what is waiting. With
+sorts off, a statement that cannot do without one is costed past ``jit_above_cost``, and
+compiling it took 110 ms (the claim's advisory locks): no JIT for the transaction either,
+whose short statements never gain from it."""
+
 _IMMEDIATE = "catentio_sqlite_immediate"
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -107,6 +107,30 @@ def test_a_pull_reads_only_what_it_takes_of_a_long_backlog(
     assert "ix_deliveries_backlog" in scans
 
 
+def _claimer(runtime: Runtime, clock: Any = utcnow) -> Claimer:
+    return Claimer(
+        runtime.settings, Admission(runtime.settings, random.Random(1)), clock, NO_METRICS
+    )
+
+
+def _lease_then_record(
+    session: Any, leased: Sequence[str], recorded: Sequence[str], now: Any
+) -> None:
+    """Lease ``leased`` (for 45 s) and record ``recorded`` of them as succeeded, in two
+    updates, as a drain does: each recorded delivery leaves two dead row versions and
+    their index entries behind until a vacuum."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(leased))
+        .values(lease_until=now + timedelta(seconds=45), lease_token="t")
+    )
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(recorded))
+        .values(status="succeeded", lease_until=None, lease_token=None, completed_at=now)
+    )
+
+
 FINISHED = 5000
 LIMIT = 4
 
@@ -140,16 +164,7 @@ def test_a_claim_counts_live_leases_without_revisiting_finished_ones(
             table.select().with_only_columns(table.c.id).order_by(table.c.id)  # type: ignore[attr-defined]
         ).all()
         leased, waiting = ids[:-1], ids[-1]
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(leased))
-            .values(lease_until=now + timedelta(seconds=45), lease_token="t")
-        )
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(leased[:FINISHED]))
-            .values(status="succeeded", lease_until=None, lease_token=None, completed_at=now)
-        )
+        _lease_then_record(session, leased, leased[:FINISHED], now)
     if statistics:
         with runtime.engine.begin() as connection:
             connection.exec_driver_sql("ANALYZE deliveries")
@@ -159,9 +174,7 @@ def test_a_claim_counts_live_leases_without_revisiting_finished_ones(
     def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         sent.append((statement, parameters))
 
-    claimer = Claimer(
-        runtime.settings, Admission(runtime.settings, random.Random(1)), utcnow, NO_METRICS
-    )
+    claimer = _claimer(runtime)
     event.listen(runtime.engine, "before_cursor_execute", capture)
     try:
         with runtime.sessions() as session:
@@ -242,20 +255,8 @@ def test_a_pull_of_a_deep_backlog_starts_where_the_last_one_found_it(
     endpoint_id, ids = _backlog_of(runtime, add_endpoint, DRAINED + DEEP, analysed_at=analysed_at)
     now = utcnow()
     with runtime.sessions() as session, session.begin():
-        drained = ids[:DRAINED]
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(drained))
-            .values(lease_until=now + timedelta(seconds=45), lease_token="t")
-        )
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(drained))
-            .values(status="succeeded", lease_until=None, lease_token=None, completed_at=now)
-        )
-    claimer = Claimer(
-        runtime.settings, Admission(runtime.settings, random.Random(1)), utcnow, NO_METRICS
-    )
+        _lease_then_record(session, ids[:DRAINED], ids[:DRAINED], now)
+    claimer = _claimer(runtime)
     assert _pulled(claimer, runtime, endpoint_id, PULL) == sorted(ids[DRAINED : DRAINED + PULL])
 
     sent: list[tuple[str, Any]] = []
@@ -319,9 +320,7 @@ def test_a_delivery_behind_the_front_is_pulled_all_the_same(
     runtime = make_runtime(postgres_url, poll_batch_size=1000)
     endpoint_id, ids = _backlog_of(runtime, add_endpoint, DEEP)
     clock = ManualClock(utcnow() + timedelta(seconds=1))
-    claimer = Claimer(
-        runtime.settings, Admission(runtime.settings, random.Random(1)), clock, NO_METRICS
-    )
+    claimer = _claimer(runtime, clock)
     assert _pulled(claimer, runtime, endpoint_id, PULL) == sorted(ids[:PULL])
     assert _pulled(claimer, runtime, endpoint_id, PULL) == sorted(ids[PULL : 2 * PULL])
 

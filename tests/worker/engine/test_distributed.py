@@ -26,10 +26,10 @@ from sqlalchemy import select
 
 from outbox import Attempt, Delivery, DeliveryStatus, publish
 from outbox.clock import utcnow
-from tests.support.harness import Switch, statuses
+from tests.support.harness import Switch, add_hanging, statuses
 from tests.support.services import TEST_KEY, db_schema_of
 from tests.support.waiting import wait_until
-from worker.demo.receiver import Receiver, always
+from worker.demo.receiver import Receiver
 from worker.runtime import Runtime
 
 WORKER_SCRIPT = """
@@ -156,14 +156,7 @@ def test_a_hanging_endpoint_holds_its_own_sockets_not_the_threads(
     in flight for the whole 4 s deadline; meanwhile a healthy endpoint's 40 deliveries
     all go, at once, through the same single thread."""
     runtime = make_runtime(worker_threads=1, request_timeout=4.0, circuit_threshold=1000, **backend)
-    hanging = add_endpoint(
-        runtime,
-        receiver=receiver,
-        path="/hang",
-        workspace_id="ws_hang",
-        behaviour=always(200, delay=30.0),
-        max_concurrency=5,
-    )
+    hanging = add_hanging(add_endpoint, runtime, receiver, max_concurrency=5)
     healthy = add_endpoint(runtime, receiver=receiver, path="/ok", workspace_id="ws_ok")
     publish_events(runtime, 20, workspace="ws_hang")
     with runtime.running():

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from outbox import Delivery, DeliveryStatus, publish
 from outbox.clock import utcnow
-from tests.support.harness import statuses
+from tests.support.harness import add_hanging, statuses
 from tests.support.waiting import wait_until
 from worker import runtime as runtime_module
 from worker.demo.receiver import Receiver, always
@@ -88,14 +88,7 @@ def test_a_room_mostly_taken_by_a_hanging_endpoint_keeps_no_thread_waiting(
         sqlite_url, worker_threads=1, request_timeout=4.0, circuit_threshold=1000
     )
     assert runtime.loop.room == 20
-    hanging = add_endpoint(
-        runtime,
-        receiver=receiver,
-        path="/hang",
-        workspace_id="ws_hang",
-        behaviour=always(200, delay=30.0),
-        max_concurrency=15,
-    )
+    hanging = add_hanging(add_endpoint, runtime, receiver, max_concurrency=15)
     healthy = add_endpoint(
         runtime, receiver=receiver, path="/ok", workspace_id="ws_ok", max_concurrency=16
     )
@@ -362,14 +355,7 @@ def test_the_recorder_does_not_wait_for_attempts_that_hang(
     monkeypatch.setattr(engine_module, "RECORD_WINDOW", 5.0)
     monkeypatch.setattr(engine_module, "YOUNG", 0.3)
     runtime = make_runtime(sqlite_url, request_timeout=20.0, circuit_threshold=1000)
-    add_endpoint(
-        runtime,
-        receiver=receiver,
-        path="/hang",
-        workspace_id="ws_hang",
-        behaviour=always(200, delay=30.0),
-        max_concurrency=5,
-    )
+    add_hanging(add_endpoint, runtime, receiver, max_concurrency=5)
     healthy = add_endpoint(runtime, receiver=receiver, path="/ok", workspace_id="ws_ok")
     publish_events(runtime, 5, "ws_hang")
     with runtime.running():
